@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dispatch: the routing engine. Skill groups, agents and sessions; who serves
+ * whom. A pure library: no I/O, no packet or protobuf types, the clock passed
+ * in. The router drives it from its worker lcore; surge-bench can drive it in
+ * virtual time.
+ *
+ * Inputs are one call per request kind. Every answer the engine has for a
+ * gateway (queued, assigned, deliver, closed, state result, busy, error) is
+ * handed to the emit callback given at creation, synchronously, inside the
+ * call that caused it. Strings in a struct disp_out are valid only during the
+ * callback.
+ *
+ * Enum values below equal the wire contract's (proto/surge.proto) so the
+ * caller may convert by value.
+ *
+ * Memory: everything is allocated by disp_create; no call allocates after it.
+ * Not thread-safe: one engine belongs to one lcore.
+ */
+#ifndef SURGE_DISPATCH_H
+#define SURGE_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A borrowed byte string (not NUL-terminated). */
+struct disp_str {
+	const char *ptr;
+	uint32_t len;
+};
+
+/* Values equal surge.v1.AgentStateKind. */
+enum disp_agent_state {
+	DISP_AGENT_UNSPECIFIED = 0,
+	DISP_AGENT_READY = 1,
+	DISP_AGENT_BREAK_REQUESTED = 2,
+	DISP_AGENT_ON_BREAK = 3,
+	DISP_AGENT_OFFLINE_REQUESTED = 4,
+	DISP_AGENT_OFFLINE = 5,
+	DISP_AGENT_DISCONNECTED = 6,
+};
+
+/* Values equal surge.v1.CloseReason. */
+enum disp_close_reason {
+	DISP_CLOSE_UNSPECIFIED = 0,
+	DISP_CLOSE_CUSTOMER_ENDED = 1,
+	DISP_CLOSE_AGENT_CLOSED = 2,
+	DISP_CLOSE_ABANDONED = 3,
+	DISP_CLOSE_LEFT_MESSAGE = 4,
+	DISP_CLOSE_TRANSFERRED = 5,
+	DISP_CLOSE_REROUTED = 6,
+};
+
+/* Values equal surge.v1.ErrorCode. */
+enum disp_error {
+	DISP_ERR_NONE = 0,
+	DISP_ERR_MALFORMED = 1,
+	DISP_ERR_UNAUTHENTICATED = 2,
+	DISP_ERR_FORBIDDEN = 3,
+	DISP_ERR_UNKNOWN_SESSION = 4,
+	DISP_ERR_UNKNOWN_AGENT = 5,
+	DISP_ERR_UNKNOWN_SKILL = 6,
+	DISP_ERR_TOO_LONG = 7,
+	DISP_ERR_RATE_LIMITED = 8,
+	DISP_ERR_INVALID_STATE = 9,
+	DISP_ERR_CONSENT_REQUIRED = 10,
+	DISP_ERR_OVERLOADED = 11,
+	DISP_ERR_STORE_FAILED = 12,
+	DISP_ERR_MAX
+};
+
+/* Values equal surge.v1.Side. */
+enum disp_side {
+	DISP_SIDE_CUSTOMER = 1,
+	DISP_SIDE_AGENT = 2,
+	DISP_SIDE_ROUTER = 3,
+};
+
+#define DISP_NAME_MAX 64 /* bytes of an agent id, customer id, skill or tenant name */
+
+/* A skill group as configured. */
+struct disp_skill_conf {
+	char name[DISP_NAME_MAX];   /* e.g. "presale" */
+	char tenant[DISP_NAME_MAX]; /* owning shop or business line; "" = platform */
+	uint32_t queue_capacity;    /* waiting sessions before Busy [1000] */
+	uint32_t sla_answer_ms;     /* service-level target: answered within [60000] */
+};
+
+/* ---- what the engine says ------------------------------------------------- */
+
+enum disp_out_kind {
+	DISP_OUT_QUEUED = 1,      /* SessionQueued to the customer's gateway */
+	DISP_OUT_ASSIGNED,        /* Assigned, to the agent's gateway (full) or the customer's */
+	DISP_OUT_DELIVER,         /* Deliver */
+	DISP_OUT_CLOSED,          /* SessionClosed */
+	DISP_OUT_AGENT_STATE,     /* AgentStateResult */
+	DISP_OUT_BUSY,            /* Busy */
+	DISP_OUT_ERROR,           /* Error */
+};
+
+/* One message of a conversation, as held by the engine. */
+struct disp_msg {
+	uint64_t msg_id;
+	enum disp_side sender;
+	struct disp_str text;
+	struct disp_str attachment_ref;
+	uint64_t sent_unix_ms;
+	struct disp_str agent_id; /* the agent it is for (customer side) or from (agent side) */
+};
+
+/* One answer for one gateway. Fields not used by `kind` are zero. */
+struct disp_out {
+	enum disp_out_kind kind;
+	uint32_t gateway_id; /* the gateway to send it to */
+	uint64_t session_id;
+
+	/* QUEUED, BUSY */
+	uint64_t open_ref;
+	/* QUEUED */
+	uint32_t position; /* 0: an agent is being assigned now */
+	uint32_t eta_ms;
+
+	/* ASSIGNED: to_agent says which side; the customer side gets only
+	 * session_id, agent_id, skill, waited_ms and transferred. */
+	bool to_agent;
+	struct disp_str agent_id; /* also CLOSED, AGENT_STATE */
+	struct disp_str customer_id;
+	struct disp_str skill;
+	uint32_t channel;
+	struct disp_str question;
+	struct disp_str bot_transcript;
+	const struct disp_msg *backlog; /* the conversation so far */
+	uint32_t nb_backlog;
+	uint64_t waited_ms;
+	bool transferred;
+
+	/* DELIVER */
+	struct disp_msg msg;
+
+	/* CLOSED */
+	enum disp_close_reason close_reason;
+
+	/* AGENT_STATE */
+	enum disp_agent_state state;
+	bool granted;
+	struct disp_str reason; /* also BUSY */
+
+	/* BUSY */
+	uint32_t retry_after_ms;
+	bool leave_message;
+
+	/* ERROR */
+	enum disp_error error;
+	struct disp_str detail;
+	uint64_t ref; /* the session_id, open_ref or msg_id concerned */
+};
+
+typedef void disp_emit_fn(void *ctx, const struct disp_out *out);
+
+/* ---- creation ------------------------------------------------------------- */
+
+struct disp_conf {
+	const struct disp_skill_conf *skills; /* the skill groups */
+	uint32_t nb_skills;
+	uint32_t max_agents;        /* agents known at once [1024] */
+	uint32_t max_sessions;      /* open sessions (queued or assigned) [65536] */
+	uint32_t backlog_max;       /* messages kept per open session [64] */
+	uint32_t text_pool_bytes;   /* memory for held text (questions, transcripts, backlog) [64 MiB] */
+	uint32_t agent_text_max;    /* code points of an agent message [200] */
+	uint32_t customer_text_max; /* code points of a customer message [2000] */
+	disp_emit_fn *emit;         /* receives every answer */
+	void *emit_ctx;             /* its first argument */
+};
+
+struct disp_engine;
+
+/*
+ * Create an engine. Zero fields of conf take the defaults in brackets.
+ * Returns NULL with errno EINVAL (no emit callback, no skill, duplicate skill
+ * name) or ENOMEM.
+ */
+struct disp_engine *disp_create(const struct disp_conf *conf);
+
+/* Free an engine and everything it holds. NULL is a no-op. */
+void disp_destroy(struct disp_engine *engine);
+
+/* ---- requests ------------------------------------------------------------- */
+/*
+ * Each request comes from gateway `gw` at `now_ms` (unix milliseconds, never
+ * decreasing). A request that is well-formed but not allowed emits an ERROR
+ * to `gw` with the code and the ref concerned, changes nothing, and returns
+ * -EINVAL (unknown skill, session or agent), -EPERM (not this gateway's or
+ * agent's), -EMSGSIZE (text too long or not UTF-8), -EBUSY (no room) or
+ * -EALREADY (invalid state). Success returns 0.
+ */
+
+struct disp_skill_level {
+	struct disp_str skill;
+	uint32_t level; /* 1 novice .. 5 expert */
+};
+
+struct disp_login {
+	struct disp_str agent_id;
+	struct disp_str tenant;
+	const struct disp_skill_level *skills;
+	uint32_t nb_skills;
+	uint32_t max_sessions; /* capacity; 0 means 1 */
+};
+
+/* An agent logs in (or again, through the same or another gateway) and is READY:
+ * emits AGENT_STATE{READY, granted}, then takes waiting sessions. */
+int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
+		     uint64_t now_ms);
+
+/* AgentState: READY, BREAK_REQUESTED or OFFLINE_REQUESTED. Answered with AGENT_STATE. */
+int disp_agent_state(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
+		     enum disp_agent_state want, uint64_t now_ms);
+
+/* AgentHeartbeat. */
+int disp_agent_heartbeat(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
+			 uint64_t now_ms);
+
+struct disp_open {
+	uint64_t open_ref;
+	struct disp_str customer_id;
+	struct disp_str tenant;
+	struct disp_str skill;
+	uint32_t channel;
+	uint32_t priority;
+	struct disp_str language;
+	struct disp_str question;
+	struct disp_str bot_transcript;
+};
+
+/* SessionOpen: QUEUED (then ASSIGNED to both sides if an agent is free) or BUSY. */
+int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open *req,
+		      uint64_t now_ms);
+
+/* CustomerMessage: DELIVER to the agent, or held in the backlog while queued. */
+int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
+			  uint64_t msg_id, struct disp_str text, struct disp_str attachment_ref,
+			  uint64_t now_ms);
+
+/* SessionEnd: CLOSED{CUSTOMER_ENDED} to both sides (ABANDONED while queued). */
+int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint32_t rating,
+		     bool complaint, struct disp_str comment, uint64_t now_ms);
+
+/* AgentMessage: DELIVER to the customer. */
+int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
+		       struct disp_str agent_id, uint64_t msg_id, struct disp_str text,
+		       struct disp_str attachment_ref, bool hold, uint64_t now_ms);
+
+/* AgentClose: notes required; CLOSED{AGENT_CLOSED} to both sides if still open. */
+int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
+		     struct disp_str agent_id, struct disp_str notes, uint64_t now_ms);
+
+/* Transfer to another skill group (consent required). */
+int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id,
+		  struct disp_str agent_id, struct disp_str to_skill, bool consented,
+		  struct disp_str reason, uint64_t now_ms);
+
+/* A gateway went silent: its agents are disconnected and their sessions re-queued. */
+void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms);
+
+/* ---- figures -------------------------------------------------------------- */
+
+struct disp_stats {
+	uint64_t sessions_opened;
+	uint64_t sessions_queued;    /* had to wait */
+	uint64_t sessions_assigned;
+	uint64_t sessions_closed;
+	uint64_t sessions_abandoned;
+	uint64_t sessions_busy;      /* refused with Busy */
+	uint64_t delivered_to_agent;
+	uint64_t delivered_to_customer;
+	uint64_t errors[DISP_ERR_MAX]; /* requests refused, by code */
+	uint32_t agents_ready;
+	uint32_t sessions_open;      /* queued + assigned now */
+	uint32_t sessions_waiting;   /* queued now */
+};
+
+/* Copy the engine's figures. Cheap; no locking (same lcore). */
+void disp_stats_get(const struct disp_engine *e, struct disp_stats *out);
+
+#endif /* SURGE_DISPATCH_H */

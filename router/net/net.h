@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * net: the packet core. Ethernet / ARP / IPv4 / ICMP echo / UDP parsing and
+ * building on raw frames, and the DPDK port (PCI NIC or any vdev).
+ *
+ * Knows nothing of skills, agents or protobuf: it hands UDP payloads up and
+ * takes UDP payloads down.
+ */
+#ifndef SURGE_NET_H
+#define SURGE_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+/* One end of a UDP flow as seen on the wire. */
+struct net_addr {
+	uint8_t mac[6]; /* Ethernet address */
+	uint32_t ip;    /* IPv4 address, network byte order */
+	uint16_t port;  /* UDP port, host byte order */
+};
+
+/* What a received frame turned out to be. */
+enum net_verdict {
+	NET_UDP = 0,    /* a UDP datagram to our address and port: rx->payload is set */
+	NET_ARP_REPLY,  /* an ARP request for our address: the reply was built in place */
+	NET_ICMP_REPLY, /* an ICMP echo request to us: the reply was built in place */
+	NET_DROP,       /* dropped: rx->drop says why */
+};
+
+/* Why a received frame was dropped; each has a counter in the router. */
+enum net_drop_reason {
+	NET_DROP_NONE = 0,
+	NET_DROP_RUNT,          /* shorter than an Ethernet header */
+	NET_DROP_ETHERTYPE,     /* neither IPv4 nor ARP */
+	NET_DROP_ARP_MALFORMED, /* not Ethernet/IPv4 ARP, or truncated */
+	NET_DROP_ARP_IGNORED,   /* an ARP reply, or a request for another address */
+	NET_DROP_IP_MALFORMED,  /* bad version, header length or total length */
+	NET_DROP_IP_CHECKSUM,   /* IPv4 header checksum wrong */
+	NET_DROP_IP_FRAGMENT,   /* fragments are not reassembled: datagrams fit the MTU */
+	NET_DROP_IP_NOT_US,     /* destination is not our address */
+	NET_DROP_IP_PROTO,      /* neither UDP nor ICMP */
+	NET_DROP_ICMP_MALFORMED, /* truncated or checksum wrong */
+	NET_DROP_ICMP_IGNORED,  /* an ICMP type other than echo request */
+	NET_DROP_UDP_MALFORMED, /* truncated or length field inconsistent */
+	NET_DROP_UDP_CHECKSUM,  /* UDP checksum present and wrong */
+	NET_DROP_UDP_PORT,      /* not our UDP port */
+	NET_DROP_MAX
+};
+
+/* Result of net_classify(). */
+struct net_rx {
+	enum net_drop_reason drop; /* NET_DROP_NONE unless the verdict is NET_DROP */
+	struct net_addr peer;      /* sender's MAC, IPv4 and UDP port (valid for NET_UDP) */
+	const uint8_t *payload;    /* UDP payload inside the frame (NET_UDP) */
+	size_t payload_len;        /* its length */
+	size_t reply_len;          /* frame length of the reply built in place (ARP/ICMP) */
+};
+
+/*
+ * Classify one Ethernet frame addressed to `self` (its MAC, IPv4 and UDP
+ * port). For ARP requests and ICMP echo requests the reply is written over
+ * the frame in place (addresses swapped, checksums recomputed) and its length
+ * put in rx->reply_len; the caller sends the same buffer back.
+ * Never reads beyond `len`; any input is safe.
+ */
+enum net_verdict net_classify(uint8_t *frame, size_t len, const struct net_addr *self,
+			      struct net_rx *rx);
+
+/* Bytes of Ethernet + IPv4 + UDP headers in front of a payload. */
+#define NET_UDP_HDR_LEN 42u
+
+/*
+ * Write an Ethernet/IPv4/UDP frame carrying `payload` from `src` to `dst`
+ * into `buf`, with the IPv4 header checksum and the UDP checksum computed.
+ * `payload` may already sit at buf + NET_UDP_HDR_LEN (it is then not copied).
+ * Returns the frame length, or -EMSGSIZE when it does not fit in `cap`
+ * or the IPv4 total length would exceed 65535.
+ */
+int net_build_udp(uint8_t *buf, size_t cap, const struct net_addr *src, const struct net_addr *dst,
+		  const void *payload, size_t payload_len);
+
+/* A short lower-case name of a drop reason, for counters and logs. */
+const char *net_drop_reason_name(enum net_drop_reason reason);
+
+/* Format an IPv4 address (network order) into buf (>= 16 bytes); returns buf. */
+char *net_ip_str(uint32_t ip, char *buf, size_t len);
+
+/* Parse dotted-quad IPv4 text into network order. Returns 0 or -EINVAL. */
+int net_ip_parse(const char *text, uint32_t *ip);
+
+/* ---- the DPDK port -------------------------------------------------------- */
+
+/* Settings of the one port; zero fields take the defaults in brackets. */
+struct net_port_conf {
+	uint16_t port_id;   /* DPDK port id (after rte_eal_init, vdevs come first) [0] */
+	uint16_t rx_desc;   /* rx descriptors [1024] */
+	uint16_t tx_desc;   /* tx descriptors [1024] */
+	uint32_t nb_mbufs;  /* mbufs in the pool [8191] */
+	uint16_t mtu;       /* IP MTU; payloads larger than mtu - 28 are refused [1500] */
+};
+
+struct net_port {
+	uint16_t port_id;          /* DPDK port id */
+	uint16_t mtu;              /* IP MTU in force */
+	uint8_t mac[6];            /* the port's Ethernet address */
+	struct rte_mempool *pool;  /* mbufs for rx and tx */
+	uint64_t tx_dropped;       /* frames the port did not take (partial tx_burst) */
+};
+
+/*
+ * Configure and start the port (one rx and one tx queue, promiscuous off).
+ * Call after rte_eal_init(). Returns 0, or a negative errno: -ENODEV when
+ * the port id does not exist, -ENOMEM when the mbuf pool cannot be created,
+ * or what the driver returned.
+ */
+int net_port_open(struct net_port *port, const struct net_port_conf *conf);
+
+/* Receive up to n frames. Returns how many. */
+uint16_t net_port_rx(struct net_port *port, struct rte_mbuf **pkts, uint16_t n);
+
+/*
+ * Send n frames. Frames the port does not take are freed and counted in
+ * port->tx_dropped. Returns how many were taken.
+ */
+uint16_t net_port_tx(struct net_port *port, struct rte_mbuf **pkts, uint16_t n);
+
+/* Stop and close the port and free its pool. Safe on a port never opened. */
+void net_port_close(struct net_port *port);
+
+#endif /* SURGE_NET_H */
