@@ -1,0 +1,813 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The router core: from a received frame to dispatch calls, and from
+ * dispatch answers to frames on the wire. Runs on one lcore; nothing here
+ * locks, allocates from the heap or makes a system call per message.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_branch_prediction.h>
+#include <rte_mbuf.h>
+
+#include "router_pvt.h"
+
+/* Per-burst arenas. A burst is at most 32 datagrams of at most 64 envelopes. */
+#define RT_RX_ARENA_BYTES (4u << 20)
+#define RT_TX_ARENA_BYTES (16u << 20)
+
+/*
+ * Bytes a Frame spends besides its envelopes: epoch, seq, ack and sent_ns as
+ * tagged varints (11 bytes each at most); and a Packet around it: gateway_id
+ * (6) and the frame's tag and length (4).
+ */
+#define RT_FRAME_OVERHEAD (4u * 11u + 6u + 4u)
+
+static const char *const rt_drop_names[RT_DROP_MAX] = {
+	[RT_DROP_ROLE_REFUSED] = "role_refused",     [RT_DROP_EMPTY_ENVELOPE] = "empty_envelope",
+	[RT_DROP_MULTI_SEGMENT] = "multi_segment",   [RT_DROP_TX_NO_PEER] = "tx_no_peer",
+	[RT_DROP_TX_NO_MBUF] = "tx_no_mbuf",         [RT_DROP_TX_ARENA_FULL] = "tx_arena_full",
+	[RT_DROP_TX_OVERSIZE] = "tx_oversize",       [RT_DROP_TX_PORT] = "tx_port",
+};
+
+static inline struct disp_str rt_str(const char *s)
+{
+	return (struct disp_str){.ptr = s, .len = s ? (uint32_t)strlen(s) : 0};
+}
+
+static size_t rt_varint_len(size_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* ---- gateways ------------------------------------------------------------ */
+
+static uint32_t rt_gw_hash(uint32_t id)
+{
+	return id * 2654435761u;
+}
+
+static struct rt_gateway *rt_gw_find(struct rt_router *rt, uint32_t id)
+{
+	uint32_t i = rt_gw_hash(id) & rt->gw_index_mask;
+
+	for (;;) {
+		uint32_t slot = rt->gw_index[i];
+
+		if (slot == 0)
+			return NULL;
+		if (rt->gws[slot - 1].conf->id == id)
+			return &rt->gws[slot - 1];
+		i = (i + 1) & rt->gw_index_mask;
+	}
+}
+
+static void rt_mark_dirty(struct rt_router *rt, struct rt_gateway *gw)
+{
+	if (!gw->dirty) {
+		gw->dirty = true;
+		rt->dirty[rt->nb_dirty++] = (uint32_t)(gw - rt->gws);
+	}
+}
+
+/* ---- transmit ------------------------------------------------------------ */
+
+static void rt_tx_drain(struct rt_router *rt)
+{
+	uint16_t sent;
+
+	if (rt->nb_tx == 0)
+		return;
+	sent = net_port_tx(rt->port, rt->tx, rt->nb_tx);
+	rt->rt_drops[RT_DROP_TX_PORT] += (uint64_t)(rt->nb_tx - sent);
+	rt->nb_tx = 0;
+}
+
+static void rt_tx_enqueue(struct rt_router *rt, struct rte_mbuf *m)
+{
+	if (rt->nb_tx == RT_TX_BURST)
+		rt_tx_drain(rt);
+	rt->tx[rt->nb_tx++] = m;
+}
+
+/* Send the gateway's pending envelopes (or a bare ack) as one frame. */
+static void rt_flush_gw(struct rt_router *rt, struct rt_gateway *gw)
+{
+	Surge__V1__Frame frame = SURGE__V1__FRAME__INIT;
+	struct rte_mbuf *m;
+	uint8_t *data;
+	size_t room;
+	int plen, flen;
+
+	if (gw->nb_pending == 0 && !gw->ack_owed)
+		return;
+	if (unlikely(!gw->peer_known)) {
+		rt->rt_drops[RT_DROP_TX_NO_PEER] += gw->nb_pending;
+		goto out_reset;
+	}
+	m = rte_pktmbuf_alloc(rt->port->pool);
+	if (unlikely(m == NULL)) {
+		rt->rt_drops[RT_DROP_TX_NO_MBUF] += gw->nb_pending;
+		goto out_reset;
+	}
+	frame.epoch = rt->tx_epoch;
+	frame.seq = gw->nb_pending ? ++gw->tx_seq : 0;
+	frame.ack = gw->rx.ack;
+	frame.n_msgs = gw->nb_pending;
+	frame.msgs = gw->pending;
+	frame.sent_ns = rt->now_ms * 1000000u;
+
+	data = rte_pktmbuf_mtod(m, uint8_t *);
+	room = rte_pktmbuf_tailroom(m);
+	if (room > (size_t)rt->port->mtu + 14u)
+		room = (size_t)rt->port->mtu + 14u;
+	plen = wire_encode_plain(gw->conf->id, &frame, data + NET_UDP_HDR_LEN,
+				 room - NET_UDP_HDR_LEN);
+	if (unlikely(plen < 0)) {
+		rt->rt_drops[RT_DROP_TX_OVERSIZE] += gw->nb_pending;
+		rte_pktmbuf_free(m);
+		goto out_reset;
+	}
+	flen = net_build_udp(data, room, &rt->self, &gw->peer, data + NET_UDP_HDR_LEN,
+			     (size_t)plen);
+	if (unlikely(flen < 0)) {
+		rt->rt_drops[RT_DROP_TX_OVERSIZE] += gw->nb_pending;
+		rte_pktmbuf_free(m);
+		goto out_reset;
+	}
+	m->data_len = (uint16_t)flen;
+	m->pkt_len = (uint32_t)flen;
+	rt_tx_enqueue(rt, m);
+	gw->tx_frames++;
+	gw->tx_envelopes += gw->nb_pending;
+out_reset:
+	gw->nb_pending = 0;
+	gw->pending_bytes = 0;
+	gw->ack_owed = false;
+}
+
+/*
+ * Assigned is the one answer that can outgrow a datagram (transcript and
+ * backlog). Shed the oldest backlog first, then shorten the transcript:
+ * the agent still gets the session, the question and the latest messages.
+ */
+static size_t rt_fit_assigned(Surge__V1__Envelope *env, size_t budget)
+{
+	Surge__V1__Assigned *a = env->assigned;
+	size_t size = protobuf_c_message_get_packed_size(&env->base);
+
+	while (size > budget && a->n_backlog > 0) {
+		a->backlog++;
+		a->n_backlog--;
+		size = protobuf_c_message_get_packed_size(&env->base);
+	}
+	if (size > budget && a->bot_transcript) {
+		size_t len = strlen(a->bot_transcript);
+		size_t over = size - budget;
+
+		/* cut on a UTF-8 boundary */
+		len = over >= len ? 0 : len - over;
+		while (len > 0 && ((unsigned char)a->bot_transcript[len] & 0xC0) == 0x80)
+			len--;
+		a->bot_transcript[len] = '\0';
+		size = protobuf_c_message_get_packed_size(&env->base);
+	}
+	return size;
+}
+
+/* Add an envelope to the gateway's frame, flushing first when it would not fit. */
+static void rt_queue(struct rt_router *rt, struct rt_gateway *gw, Surge__V1__Envelope *env)
+{
+	size_t size = protobuf_c_message_get_packed_size(&env->base);
+	size_t need;
+
+	if (unlikely(size + 4 > rt->frame_budget)) {
+		if (env->body_case == SURGE__V1__ENVELOPE__BODY_ASSIGNED)
+			size = rt_fit_assigned(env, rt->frame_budget - 4);
+		if (size + 4 > rt->frame_budget) {
+			rt->rt_drops[RT_DROP_TX_OVERSIZE]++;
+			return;
+		}
+	}
+	need = 1 + rt_varint_len(size) + size;
+	if (gw->nb_pending == rt->cfg->envelopes_per_frame ||
+	    gw->pending_bytes + need > rt->frame_budget)
+		rt_flush_gw(rt, gw);
+	gw->pending[gw->nb_pending++] = env;
+	gw->pending_bytes += need;
+	rt_mark_dirty(rt, gw);
+}
+
+/* ---- dispatch answers to envelopes ---------------------------------------- */
+
+/* Allocate a message in the tx arena, initialised from its INIT value. */
+static void *rt_new(struct rt_router *rt, size_t size, const void *init)
+{
+	void *p = wire_arena_alloc(&rt->tx_arena, size);
+
+	if (p)
+		memcpy(p, init, size);
+	return p;
+}
+
+#define RT_NEW(rt, type, init) ((type *)rt_new((rt), sizeof(type), &(type)init))
+
+/* Copy a borrowed string into the tx arena; "" when empty. NULL when full. */
+static char *rt_dup(struct rt_router *rt, struct disp_str s)
+{
+	return wire_arena_strndup(&rt->tx_arena, s.ptr ? s.ptr : "", s.len);
+}
+
+static Surge__V1__Deliver *rt_deliver(struct rt_router *rt, const struct disp_msg *msg,
+				      uint64_t session_id)
+{
+	Surge__V1__Deliver *d = RT_NEW(rt, Surge__V1__Deliver, SURGE__V1__DELIVER__INIT);
+
+	if (!d)
+		return NULL;
+	d->session_id = session_id;
+	d->msg_id = msg->msg_id;
+	d->sender = (Surge__V1__Side)msg->sender;
+	d->sent_unix_ms = msg->sent_unix_ms;
+	d->text = rt_dup(rt, msg->text);
+	d->attachment_ref = rt_dup(rt, msg->attachment_ref);
+	d->agent_id = rt_dup(rt, msg->agent_id);
+	if (!d->text || !d->attachment_ref || !d->agent_id)
+		return NULL;
+	return d;
+}
+
+static Surge__V1__Assigned *rt_assigned(struct rt_router *rt, const struct disp_out *o)
+{
+	Surge__V1__Assigned *a = RT_NEW(rt, Surge__V1__Assigned, SURGE__V1__ASSIGNED__INIT);
+
+	if (!a)
+		return NULL;
+	a->session_id = o->session_id;
+	a->agent_id = rt_dup(rt, o->agent_id);
+	a->skill = rt_dup(rt, o->skill);
+	a->waited_ms = o->waited_ms;
+	a->transferred = o->transferred;
+	if (!a->agent_id || !a->skill)
+		return NULL;
+	if (!o->to_agent)
+		return a; /* the customer's side learns nothing of anyone's data */
+	a->customer_id = rt_dup(rt, o->customer_id);
+	a->question = rt_dup(rt, o->question);
+	a->bot_transcript = rt_dup(rt, o->bot_transcript);
+	a->channel = (Surge__V1__Channel)o->channel;
+	if (!a->customer_id || !a->question || !a->bot_transcript)
+		return NULL;
+	if (o->nb_backlog) {
+		a->backlog = wire_arena_alloc(&rt->tx_arena, o->nb_backlog * sizeof(*a->backlog));
+		if (!a->backlog)
+			return NULL;
+		for (uint32_t i = 0; i < o->nb_backlog; i++) {
+			a->backlog[i] = rt_deliver(rt, &o->backlog[i], o->session_id);
+			if (!a->backlog[i])
+				return NULL;
+		}
+		a->n_backlog = o->nb_backlog;
+	}
+	return a;
+}
+
+static Surge__V1__Envelope *rt_envelope(struct rt_router *rt, const struct disp_out *o)
+{
+	Surge__V1__Envelope *env = RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
+
+	if (!env)
+		return NULL;
+	switch (o->kind) {
+	case DISP_OUT_QUEUED: {
+		Surge__V1__SessionQueued *q =
+			RT_NEW(rt, Surge__V1__SessionQueued, SURGE__V1__SESSION_QUEUED__INIT);
+		if (!q)
+			return NULL;
+		q->open_ref = o->open_ref;
+		q->session_id = o->session_id;
+		q->position = o->position;
+		q->eta_ms = o->eta_ms;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_SESSION_QUEUED;
+		env->session_queued = q;
+		break;
+	}
+	case DISP_OUT_ASSIGNED:
+		env->assigned = rt_assigned(rt, o);
+		if (!env->assigned)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_ASSIGNED;
+		break;
+	case DISP_OUT_DELIVER:
+		env->deliver = rt_deliver(rt, &o->msg, o->session_id);
+		if (!env->deliver)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_DELIVER;
+		break;
+	case DISP_OUT_CLOSED: {
+		Surge__V1__SessionClosed *c =
+			RT_NEW(rt, Surge__V1__SessionClosed, SURGE__V1__SESSION_CLOSED__INIT);
+		if (!c)
+			return NULL;
+		c->session_id = o->session_id;
+		c->reason = (Surge__V1__CloseReason)o->close_reason;
+		c->agent_id = rt_dup(rt, o->agent_id);
+		if (!c->agent_id)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_SESSION_CLOSED;
+		env->session_closed = c;
+		break;
+	}
+	case DISP_OUT_AGENT_STATE: {
+		Surge__V1__AgentStateResult *r = RT_NEW(rt, Surge__V1__AgentStateResult,
+							SURGE__V1__AGENT_STATE_RESULT__INIT);
+		if (!r)
+			return NULL;
+		r->agent_id = rt_dup(rt, o->agent_id);
+		r->state = (Surge__V1__AgentStateKind)o->state;
+		r->granted = o->granted;
+		r->reason = rt_dup(rt, o->reason);
+		if (!r->agent_id || !r->reason)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_AGENT_STATE_RESULT;
+		env->agent_state_result = r;
+		break;
+	}
+	case DISP_OUT_BUSY: {
+		Surge__V1__Busy *b = RT_NEW(rt, Surge__V1__Busy, SURGE__V1__BUSY__INIT);
+		if (!b)
+			return NULL;
+		b->open_ref = o->open_ref;
+		b->retry_after_ms = o->retry_after_ms;
+		b->leave_message = o->leave_message;
+		b->reason = rt_dup(rt, o->reason);
+		if (!b->reason)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_BUSY;
+		env->busy = b;
+		break;
+	}
+	case DISP_OUT_ERROR: {
+		Surge__V1__Error *e = RT_NEW(rt, Surge__V1__Error, SURGE__V1__ERROR__INIT);
+		if (!e)
+			return NULL;
+		e->code = (Surge__V1__ErrorCode)o->error;
+		e->detail = rt_dup(rt, o->detail);
+		e->ref = o->ref;
+		if (!e->detail)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_ERROR;
+		env->error = e;
+		break;
+	}
+	default:
+		return NULL;
+	}
+	return env;
+}
+
+/* The dispatch engine's emit callback. */
+static void rt_emit(void *ctx, const struct disp_out *out)
+{
+	struct rt_router *rt = ctx;
+	struct rt_gateway *gw = rt_gw_find(rt, out->gateway_id);
+	Surge__V1__Envelope *env;
+
+	if (unlikely(gw == NULL))
+		return;
+	env = rt_envelope(rt, out);
+	if (unlikely(env == NULL)) {
+		rt->rt_drops[RT_DROP_TX_ARENA_FULL]++;
+		return;
+	}
+	rt_queue(rt, gw, env);
+}
+
+/* An Error the router itself answers with (before dispatch is involved). */
+static void rt_error(struct rt_router *rt, struct rt_gateway *gw, enum disp_error code,
+		     const char *detail, uint64_t ref)
+{
+	struct disp_out o = {
+		.kind = DISP_OUT_ERROR,
+		.gateway_id = gw->conf->id,
+		.error = code,
+		.detail = rt_str(detail),
+		.ref = ref,
+	};
+
+	rt_emit(rt, &o);
+}
+
+/* ---- receive ------------------------------------------------------------- */
+
+static bool rt_role_allows(enum wire_role role, Surge__V1__Envelope__BodyCase kind)
+{
+	switch (kind) {
+	case SURGE__V1__ENVELOPE__BODY_SESSION_OPEN:
+	case SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE:
+	case SURGE__V1__ENVELOPE__BODY_SESSION_END:
+		return role & WIRE_ROLE_CUSTOMER;
+	case SURGE__V1__ENVELOPE__BODY_AGENT_LOGIN:
+	case SURGE__V1__ENVELOPE__BODY_AGENT_STATE:
+	case SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE:
+	case SURGE__V1__ENVELOPE__BODY_TRANSFER:
+	case SURGE__V1__ENVELOPE__BODY_AGENT_CLOSE:
+	case SURGE__V1__ENVELOPE__BODY_AGENT_HEARTBEAT:
+	case SURGE__V1__ENVELOPE__BODY_HISTORY_REQUEST:
+		return role & WIRE_ROLE_AGENT;
+	default:
+		return false;
+	}
+}
+
+static void rt_login(struct rt_router *rt, uint32_t gw, const Surge__V1__AgentLogin *l)
+{
+	struct disp_skill_level levels[CTL_MAX_SKILLS];
+	struct disp_login req = {
+		.agent_id = rt_str(l->agent_id),
+		.tenant = rt_str(l->tenant),
+		.skills = levels,
+		.max_sessions = l->max_sessions,
+	};
+	size_t n = l->n_skills < CTL_MAX_SKILLS ? l->n_skills : CTL_MAX_SKILLS;
+
+	for (size_t i = 0; i < n; i++) {
+		levels[i].skill = rt_str(l->skills[i]->skill);
+		levels[i].level = l->skills[i]->level;
+	}
+	req.nb_skills = (uint32_t)n;
+	disp_agent_login(rt->disp, gw, &req, rt->now_ms);
+}
+
+static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
+			   const Surge__V1__Envelope *env)
+{
+	uint32_t id = gw->conf->id;
+	uint64_t now = rt->now_ms;
+
+	if (unlikely(env->body_case == SURGE__V1__ENVELOPE__BODY__NOT_SET)) {
+		rt->rt_drops[RT_DROP_EMPTY_ENVELOPE]++;
+		rt_error(rt, gw, DISP_ERR_MALFORMED, "envelope has no body", 0);
+		return;
+	}
+	if (unlikely(!rt_role_allows(gw->conf->role, env->body_case))) {
+		rt->rt_drops[RT_DROP_ROLE_REFUSED]++;
+		rt_error(rt, gw, DISP_ERR_FORBIDDEN, "envelope kind not allowed for this gateway",
+			 0);
+		return;
+	}
+	switch (env->body_case) {
+	case SURGE__V1__ENVELOPE__BODY_SESSION_OPEN: {
+		const Surge__V1__SessionOpen *s = env->session_open;
+		struct disp_open req = {
+			.open_ref = s->open_ref,
+			.customer_id = rt_str(s->customer_id),
+			.tenant = rt_str(s->tenant),
+			.skill = rt_str(s->skill),
+			.channel = (uint32_t)s->channel,
+			.priority = s->priority,
+			.language = rt_str(s->language),
+			.question = rt_str(s->question),
+			.bot_transcript = rt_str(s->bot_transcript),
+		};
+		disp_session_open(rt->disp, id, &req, now);
+		break;
+	}
+	case SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE: {
+		const Surge__V1__CustomerMessage *c = env->customer_message;
+		disp_customer_message(rt->disp, id, c->session_id, c->msg_id, rt_str(c->text),
+				      rt_str(c->attachment_ref), now);
+		break;
+	}
+	case SURGE__V1__ENVELOPE__BODY_SESSION_END: {
+		const Surge__V1__SessionEnd *s = env->session_end;
+		disp_session_end(rt->disp, id, s->session_id, (uint32_t)s->rating, s->complaint,
+				 rt_str(s->comment), now);
+		break;
+	}
+	case SURGE__V1__ENVELOPE__BODY_AGENT_LOGIN:
+		rt_login(rt, id, env->agent_login);
+		break;
+	case SURGE__V1__ENVELOPE__BODY_AGENT_STATE:
+		disp_agent_state(rt->disp, id, rt_str(env->agent_state->agent_id),
+				 (enum disp_agent_state)env->agent_state->state, now);
+		break;
+	case SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE: {
+		const Surge__V1__AgentMessage *a = env->agent_message;
+		disp_agent_message(rt->disp, id, a->session_id, rt_str(a->agent_id), a->msg_id,
+				   rt_str(a->text), rt_str(a->attachment_ref), a->hold, now);
+		break;
+	}
+	case SURGE__V1__ENVELOPE__BODY_TRANSFER: {
+		const Surge__V1__Transfer *t = env->transfer;
+		disp_transfer(rt->disp, id, t->session_id, rt_str(t->agent_id), rt_str(t->to_skill),
+			      t->customer_consented, rt_str(t->reason), now);
+		break;
+	}
+	case SURGE__V1__ENVELOPE__BODY_AGENT_CLOSE: {
+		const Surge__V1__AgentClose *c = env->agent_close;
+		disp_agent_close(rt->disp, id, c->session_id, rt_str(c->agent_id),
+				 rt_str(c->notes), now);
+		break;
+	}
+	case SURGE__V1__ENVELOPE__BODY_AGENT_HEARTBEAT:
+		disp_agent_heartbeat(rt->disp, id, rt_str(env->agent_heartbeat->agent_id), now);
+		break;
+	case SURGE__V1__ENVELOPE__BODY_HISTORY_REQUEST:
+		/* The session store (and with it history) is not part of this build. */
+		rt_error(rt, gw, DISP_ERR_INVALID_STATE, "history is not available",
+			 env->history_request->past_session_id);
+		break;
+	default:
+		break;
+	}
+}
+
+static void rt_datagram(struct rt_router *rt, const struct net_rx *rx)
+{
+	Surge__V1__Packet *packet;
+	Surge__V1__Frame *frame;
+	enum wire_drop_reason reason;
+	struct rt_gateway *gw;
+	const struct wire_gateway_conf *conf;
+
+	rt->rx_datagrams++;
+	if (wire_decode(&rt->rx_arena, rx->payload, rx->payload_len, &packet, &frame, &reason) <
+	    0) {
+		rt->wire_drops[reason]++;
+		return;
+	}
+	gw = rt_gw_find(rt, packet->gateway_id);
+	if (unlikely(gw == NULL)) {
+		rt->wire_drops[WIRE_DROP_UNKNOWN_GATEWAY]++;
+		return;
+	}
+	conf = gw->conf;
+	if (unlikely(conf->allow_mask && (rx->peer.ip & conf->allow_mask) != conf->allow_net)) {
+		rt->wire_drops[WIRE_DROP_ADDRESS_REFUSED]++;
+		return;
+	}
+	if (unlikely(!conf->plaintext)) {
+		rt->wire_drops[WIRE_DROP_NOT_PLAINTEXT]++;
+		return;
+	}
+	if (unlikely(frame->n_msgs > rt->cfg->envelopes_per_frame)) {
+		rt->wire_drops[WIRE_DROP_TOO_MANY_ENVELOPES]++;
+		return;
+	}
+
+	switch (wire_rx_seq_accept(&gw->rx, frame->epoch, frame->seq)) {
+	case WIRE_SEQ_NEW:
+		break;
+	case WIRE_SEQ_ACK_ONLY:
+		goto out_seen;
+	case WIRE_SEQ_DUPLICATE:
+		rt->wire_drops[WIRE_DROP_DUPLICATE]++;
+		gw->ack_owed = true;
+		rt_mark_dirty(rt, gw);
+		goto out_seen;
+	case WIRE_SEQ_STALE:
+		rt->wire_drops[WIRE_DROP_STALE]++;
+		return;
+	case WIRE_SEQ_OLD_EPOCH:
+		rt->wire_drops[WIRE_DROP_OLD_EPOCH]++;
+		return;
+	case WIRE_SEQ_TOO_FAR:
+		rt->wire_drops[WIRE_DROP_TOO_FAR]++;
+		return;
+	}
+
+	/* Only an authenticated, in-window frame may move where we answer. */
+	gw->peer = rx->peer;
+	gw->peer_known = true;
+	gw->rx_frames++;
+	gw->rx_envelopes += frame->n_msgs;
+	gw->ack_owed = true;
+	rt_mark_dirty(rt, gw);
+	for (size_t i = 0; i < frame->n_msgs; i++)
+		rt_envelope_in(rt, gw, frame->msgs[i]);
+out_seen:
+	if (frame->ack > gw->peer_acked && frame->ack <= gw->tx_seq)
+		gw->peer_acked = frame->ack;
+	gw->last_seen_ms = rt->now_ms;
+	gw->down = false;
+}
+
+void rt_rx_frame(struct rt_router *rt, struct rte_mbuf *m)
+{
+	struct net_rx rx;
+	enum net_verdict verdict;
+	uint8_t *data = rte_pktmbuf_mtod(m, uint8_t *);
+
+	if (unlikely(m->nb_segs != 1)) {
+		rt->rt_drops[RT_DROP_MULTI_SEGMENT]++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	verdict = net_classify(data, rte_pktmbuf_data_len(m), &rt->self, &rx);
+	if (likely(verdict == NET_UDP)) {
+		rt_datagram(rt, &rx);
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (verdict == NET_ARP_REPLY || verdict == NET_ICMP_REPLY) {
+		if (verdict == NET_ARP_REPLY)
+			rt->arp_replies++;
+		else
+			rt->icmp_replies++;
+		m->data_len = (uint16_t)rx.reply_len;
+		m->pkt_len = (uint32_t)rx.reply_len;
+		rt_tx_enqueue(rt, m);
+		return;
+	}
+	rt->net_drops[rx.drop < NET_DROP_MAX ? rx.drop : NET_DROP_NONE]++;
+	rte_pktmbuf_free(m);
+}
+
+void rt_end_burst(struct rt_router *rt)
+{
+	for (uint32_t i = 0; i < rt->nb_dirty; i++) {
+		struct rt_gateway *gw = &rt->gws[rt->dirty[i]];
+
+		rt_flush_gw(rt, gw);
+		gw->dirty = false;
+	}
+	rt->nb_dirty = 0;
+	rt_tx_drain(rt);
+	wire_arena_reset(&rt->rx_arena);
+	wire_arena_reset(&rt->tx_arena);
+}
+
+void rt_set_time(struct rt_router *rt, uint64_t now_ms)
+{
+	if (now_ms > rt->now_ms)
+		rt->now_ms = now_ms;
+}
+
+void rt_tick(struct rt_router *rt)
+{
+	uint32_t timeout = rt->cfg->gateway_timeout_ms;
+
+	for (uint32_t i = 0; i < rt->nb_gws; i++) {
+		struct rt_gateway *gw = &rt->gws[i];
+
+		if (!gw->peer_known || gw->down || rt->now_ms - gw->last_seen_ms < timeout)
+			continue;
+		gw->down = true;
+		disp_gateway_down(rt->disp, gw->conf->id, rt->now_ms);
+	}
+	rt_end_burst(rt);
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port)
+{
+	struct disp_conf dc = {
+		.skills = cfg->skills,
+		.nb_skills = cfg->nb_skills,
+		.max_agents = cfg->max_agents,
+		.max_sessions = cfg->max_sessions,
+		.backlog_max = cfg->backlog_max,
+		.text_pool_bytes = cfg->text_pool_mb << 20,
+		.agent_text_max = cfg->agent_text_max,
+		.customer_text_max = cfg->customer_text_max,
+		.emit = rt_emit,
+		.emit_ctx = rt,
+	};
+	struct timespec ts;
+	uint32_t size = 16;
+	void *rx_mem, *tx_mem;
+	int ret = -ENOMEM;
+
+	memset(rt, 0, sizeof(*rt));
+	rt->cfg = cfg;
+	rt->port = port;
+	memcpy(rt->self.mac, port->mac, sizeof(rt->self.mac));
+	rt->self.ip = cfg->ip;
+	rt->self.port = cfg->udp_port;
+	rt->frame_budget = (size_t)port->mtu - 28u - RT_FRAME_OVERHEAD;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	rt->tx_epoch = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	rt->now_ms = rt->tx_epoch / 1000000u;
+
+	while (size < 2 * cfg->nb_gateways)
+		size <<= 1;
+	rt->gws = calloc(cfg->nb_gateways, sizeof(*rt->gws));
+	rt->gw_index = calloc(size, sizeof(*rt->gw_index));
+	rt->dirty = calloc(cfg->nb_gateways, sizeof(*rt->dirty));
+	if (!rt->gws || !rt->gw_index || !rt->dirty)
+		goto out_free_tables;
+	rt->gw_index_mask = size - 1;
+	rt->nb_gws = cfg->nb_gateways;
+	for (uint32_t i = 0; i < cfg->nb_gateways; i++) {
+		uint32_t h = rt_gw_hash(cfg->gateways[i].id) & rt->gw_index_mask;
+
+		rt->gws[i].conf = &cfg->gateways[i];
+		while (rt->gw_index[h])
+			h = (h + 1) & rt->gw_index_mask;
+		rt->gw_index[h] = i + 1;
+	}
+
+	rx_mem = malloc(RT_RX_ARENA_BYTES);
+	if (!rx_mem)
+		goto out_free_tables;
+	tx_mem = malloc(RT_TX_ARENA_BYTES);
+	if (!tx_mem)
+		goto out_free_rx;
+	wire_arena_init(&rt->rx_arena, rx_mem, RT_RX_ARENA_BYTES);
+	wire_arena_init(&rt->tx_arena, tx_mem, RT_TX_ARENA_BYTES);
+
+	rt->disp = disp_create(&dc);
+	if (!rt->disp) {
+		ret = -errno;
+		goto out_free_tx;
+	}
+	return 0;
+
+out_free_tx:
+	free(tx_mem);
+out_free_rx:
+	free(rx_mem);
+out_free_tables:
+	free(rt->gws);
+	free(rt->gw_index);
+	free(rt->dirty);
+	memset(rt, 0, sizeof(*rt));
+	return ret;
+}
+
+void rt_fini(struct rt_router *rt)
+{
+	disp_destroy(rt->disp);
+	free(rt->rx_arena.base);
+	free(rt->tx_arena.base);
+	free(rt->gws);
+	free(rt->gw_index);
+	free(rt->dirty);
+	memset(rt, 0, sizeof(*rt));
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+void rt_dump_stats(const struct rt_router *rt, FILE *out)
+{
+	struct disp_stats ds;
+
+	fprintf(out, "# surge-router counters\n");
+	fprintf(out, "surge_rx_datagrams_total %" PRIu64 "\n", rt->rx_datagrams);
+	fprintf(out, "surge_arp_replies_total %" PRIu64 "\n", rt->arp_replies);
+	fprintf(out, "surge_icmp_replies_total %" PRIu64 "\n", rt->icmp_replies);
+	for (int i = 1; i < NET_DROP_MAX; i++)
+		fprintf(out, "surge_drops_total{layer=\"net\",reason=\"%s\"} %" PRIu64 "\n",
+			net_drop_reason_name((enum net_drop_reason)i), rt->net_drops[i]);
+	for (int i = 1; i < WIRE_DROP_MAX; i++)
+		fprintf(out, "surge_drops_total{layer=\"wire\",reason=\"%s\"} %" PRIu64 "\n",
+			wire_drop_reason_name((enum wire_drop_reason)i), rt->wire_drops[i]);
+	for (int i = 0; i < RT_DROP_MAX; i++)
+		fprintf(out, "surge_drops_total{layer=\"router\",reason=\"%s\"} %" PRIu64 "\n",
+			rt_drop_names[i], rt->rt_drops[i]);
+	fprintf(out, "surge_port_tx_dropped_total %" PRIu64 "\n", rt->port->tx_dropped);
+	for (uint32_t i = 0; i < rt->nb_gws; i++) {
+		const struct rt_gateway *gw = &rt->gws[i];
+		const char *name = gw->conf->name;
+
+		fprintf(out, "surge_gateway_rx_frames_total{gateway=\"%s\"} %" PRIu64 "\n", name,
+			gw->rx_frames);
+		fprintf(out, "surge_gateway_rx_envelopes_total{gateway=\"%s\"} %" PRIu64 "\n",
+			name, gw->rx_envelopes);
+		fprintf(out, "surge_gateway_tx_frames_total{gateway=\"%s\"} %" PRIu64 "\n", name,
+			gw->tx_frames);
+		fprintf(out, "surge_gateway_tx_envelopes_total{gateway=\"%s\"} %" PRIu64 "\n",
+			name, gw->tx_envelopes);
+		fprintf(out, "surge_gateway_up{gateway=\"%s\"} %d\n", name,
+			gw->peer_known && !gw->down);
+	}
+	disp_stats_get(rt->disp, &ds);
+	fprintf(out, "surge_sessions_opened_total %" PRIu64 "\n", ds.sessions_opened);
+	fprintf(out, "surge_sessions_queued_total %" PRIu64 "\n", ds.sessions_queued);
+	fprintf(out, "surge_sessions_assigned_total %" PRIu64 "\n", ds.sessions_assigned);
+	fprintf(out, "surge_sessions_closed_total %" PRIu64 "\n", ds.sessions_closed);
+	fprintf(out, "surge_sessions_abandoned_total %" PRIu64 "\n", ds.sessions_abandoned);
+	fprintf(out, "surge_sessions_busy_total %" PRIu64 "\n", ds.sessions_busy);
+	fprintf(out, "surge_delivered_total{side=\"agent\"} %" PRIu64 "\n", ds.delivered_to_agent);
+	fprintf(out, "surge_delivered_total{side=\"customer\"} %" PRIu64 "\n",
+		ds.delivered_to_customer);
+	for (int i = 1; i < DISP_ERR_MAX; i++)
+		fprintf(out, "surge_request_errors_total{code=\"%d\"} %" PRIu64 "\n", i,
+			ds.errors[i]);
+	fprintf(out, "surge_agents_ready %u\n", ds.agents_ready);
+	fprintf(out, "surge_sessions_open %u\n", ds.sessions_open);
+	fprintf(out, "surge_sessions_waiting %u\n", ds.sessions_waiting);
+	fprintf(out, "# end\n");
+	fflush(out);
+}

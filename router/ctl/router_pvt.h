@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The router core of ctl: gateways, the receive path from a UDP payload to
+ * dispatch calls, and the transmit path from dispatch answers to frames.
+ * Private to ctl: main.c drives it from the worker lcore.
+ */
+#ifndef SURGE_CTL_ROUTER_PVT_H
+#define SURGE_CTL_ROUTER_PVT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ctl.h"
+#include "dispatch.h"
+#include "net.h"
+#include "wire.h"
+
+#define RT_TX_BURST 64u /* frames handed to the port at once */
+
+/* Runtime state of one configured gateway; owned by the worker lcore. */
+struct rt_gateway {
+	const struct wire_gateway_conf *conf; /* from the configuration */
+	struct wire_rx_seq rx;                /* what we have processed of its frames */
+	struct net_addr peer;                 /* where it last sent from */
+	bool peer_known;                      /* peer is valid */
+	bool down;                            /* silent past the timeout */
+	bool dirty;                           /* on the burst's list of gateways to flush */
+	bool ack_owed;                        /* it sent frames we have not acknowledged */
+	uint64_t last_seen_ms;                /* last datagram accepted from it */
+	uint64_t tx_seq;                      /* last seq we used towards it */
+	uint64_t peer_acked;                  /* its cumulative ack of our frames */
+	Surge__V1__Envelope *pending[WIRE_MAX_ENVELOPES]; /* the frame being filled */
+	uint32_t nb_pending;                  /* envelopes in it */
+	size_t pending_bytes;                 /* their encoded size inside a Frame */
+	uint64_t rx_frames;                   /* frames processed */
+	uint64_t rx_envelopes;                /* envelopes processed */
+	uint64_t tx_frames;                   /* frames sent */
+	uint64_t tx_envelopes;                /* envelopes sent */
+};
+
+/* Router-level drop and error reasons not covered by net or wire. */
+enum rt_drop_reason {
+	RT_DROP_ROLE_REFUSED = 0, /* envelope kind the gateway's role may not send */
+	RT_DROP_EMPTY_ENVELOPE,   /* envelope with no body */
+	RT_DROP_MULTI_SEGMENT,    /* received frame in chained mbufs */
+	RT_DROP_TX_NO_PEER,       /* answer for a gateway whose address is not known yet */
+	RT_DROP_TX_NO_MBUF,       /* mbuf pool empty */
+	RT_DROP_TX_ARENA_FULL,    /* too many answers in one burst */
+	RT_DROP_TX_OVERSIZE,      /* one envelope larger than a datagram */
+	RT_DROP_TX_PORT,          /* the port did not take the frame */
+	RT_DROP_MAX
+};
+
+struct rt_router {
+	const struct ctl_config *cfg;
+	struct net_port *port;
+	struct net_addr self;              /* our MAC, IPv4 and UDP port */
+	struct disp_engine *disp;
+	struct rt_gateway *gws;            /* cfg->nb_gateways of them */
+	uint32_t nb_gws;
+	uint32_t *gw_index;                /* open-addressing table: gateway id -> index + 1 */
+	uint32_t gw_index_mask;
+	uint32_t *dirty;                   /* gateways with something to flush this burst */
+	uint32_t nb_dirty;
+	struct wire_arena rx_arena;        /* decoded frames of the current burst */
+	struct wire_arena tx_arena;        /* answers of the current burst */
+	struct rte_mbuf *tx[RT_TX_BURST];  /* frames waiting for tx_burst */
+	uint16_t nb_tx;
+	uint64_t tx_epoch;                 /* our epoch towards every gateway */
+	uint64_t now_ms;                   /* unix ms of the current burst, never decreasing */
+	size_t frame_budget;               /* bytes of envelopes that fit in one datagram */
+	uint64_t net_drops[NET_DROP_MAX];
+	uint64_t wire_drops[WIRE_DROP_MAX];
+	uint64_t rt_drops[RT_DROP_MAX];
+	uint64_t rx_datagrams;             /* UDP datagrams for us */
+	uint64_t arp_replies;
+	uint64_t icmp_replies;
+};
+
+/*
+ * Set up the router core for an opened port. Returns 0, or -ENOMEM, or
+ * -EINVAL (dispatch refused the skills).
+ */
+int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port);
+
+/* Free what rt_init allocated. */
+void rt_fini(struct rt_router *rt);
+
+/* Set the clock for the next burst (unix ms; kept monotonic). */
+void rt_set_time(struct rt_router *rt, uint64_t now_ms);
+
+/* Handle one received Ethernet frame; the mbuf is consumed (freed or sent back). */
+void rt_rx_frame(struct rt_router *rt, struct rte_mbuf *m);
+
+/* End of burst: flush every gateway's pending frame and acks, send, reset arenas. */
+void rt_end_burst(struct rt_router *rt);
+
+/* Periodic work: gateways silent past their timeout are declared down. */
+void rt_tick(struct rt_router *rt);
+
+/* Write every counter in Prometheus text format. */
+void rt_dump_stats(const struct rt_router *rt, FILE *out);
+
+#endif /* SURGE_CTL_ROUTER_PVT_H */
