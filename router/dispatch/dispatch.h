@@ -179,6 +179,9 @@ struct disp_engine;
  * Create an engine. Zero fields of conf take the defaults in brackets.
  * Returns NULL with errno EINVAL (no emit callback, no skill, duplicate skill
  * name) or ENOMEM.
+ * Also EINVAL: more than 256 skills, a skill name empty or not NUL-terminated
+ * within DISP_NAME_MAX, max_agents over 2^24, max_sessions over 2^28,
+ * backlog_max over 4096.
  */
 struct disp_engine *disp_create(const struct disp_conf *conf);
 
@@ -278,9 +281,25 @@ struct disp_stats {
 	uint32_t agents_ready;
 	uint32_t sessions_open;      /* queued + assigned now */
 	uint32_t sessions_waiting;   /* queued now */
+	/* added with the first engine version: */
+	uint64_t sessions_busy_queue_full; /* of sessions_busy: queue full, may leave a message */
+	uint64_t ratings[4];               /* SessionEnd by rating: none, good, neutral, bad */
+	uint64_t complaints;               /* SessionEnd with a complaint */
+	uint64_t backlog_dropped;          /* delivered but not kept in the backlog: no memory */
 };
 
 /* Copy the engine's figures. Cheap; no locking (same lcore). */
 void disp_stats_get(const struct disp_engine *e, struct disp_stats *out);
+
+/*
+ * For tests: walk every structure of the engine and check it is consistent
+ * (each open session queued in exactly one skill queue or assigned to exactly
+ * one agent whose load counts it; no agent over capacity; the agents offered
+ * to new sessions are exactly those READY with room; no queue waits while an
+ * agent of its skill has room; held text and figures add up). O(everything):
+ * not for the data path. Returns 0, or a negative number naming the failed
+ * check (minus its source line in dispatch.c).
+ */
+int disp_check_invariants(const struct disp_engine *e);
 
 #endif /* SURGE_DISPATCH_H */

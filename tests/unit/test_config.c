@@ -1,0 +1,973 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl configuration: the example file, defaults, every validation error with
+ * its line and key, file errors, --help and docs/configuration.md against
+ * the key table, and mutated files that must never crash the loader.
+ *
+ * Run from the repository root (tests/run.sh does); the example and the docs
+ * are also looked for from build/tests/.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "ctl.h"
+
+/* Large: kept off the stack. */
+static struct ctl_config cfg, cfg2;
+static char err[512];
+
+static int parse(const char *text)
+{
+	return ctl_config_parse("test.yaml", text, strlen(text), &cfg, err, sizeof(err));
+}
+
+static uint32_t ip4(uint8_t a, uint8_t b, uint8_t c, uint8_t d)
+{
+	return htonl((uint32_t)a << 24 | (uint32_t)b << 16 | (uint32_t)c << 8 | d);
+}
+
+/* A file of the repository, from the root or from build/tests/. */
+static FILE *open_repo_file(const char *rel, char *path, size_t cap)
+{
+	static const char *const up[] = {"", "../", "../../"};
+
+	for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++) {
+		FILE *f;
+
+		snprintf(path, cap, "%s%s", up[i], rel);
+		f = fopen(path, "r");
+		if (f)
+			return f;
+	}
+	fail_msg("cannot find %s: run the test from the repository root", rel);
+	return NULL;
+}
+
+/* ---- the example ------------------------------------------------------------ */
+
+/* What deploy/surge.example.yaml says, without its comments. */
+static const char example_text[] =
+        "router:\n"
+        "  address: 10.77.0.1\n"
+        "  port: 7700\n"
+        "  mtu: 1500\n"
+        "dpdk:\n"
+        "  eal: [--no-huge, --no-pci, -m, \"512\", \"--vdev=net_af_packet0,iface=srt0\"]\n"
+        "  port_id: 0\n"
+        "  mbufs: 8191\n"
+        "  rx_desc: 1024\n"
+        "  tx_desc: 1024\n"
+        "limits:\n"
+        "  max_agents: 1024\n"
+        "  max_sessions: 65536\n"
+        "  backlog_max: 64\n"
+        "  text_pool_mb: 64\n"
+        "  agent_text_max: 200\n"
+        "  customer_text_max: 2000\n"
+        "  envelopes_per_frame: 64\n"
+        "timers:\n"
+        "  heartbeat_timeout_ms: 30000\n"
+        "  gateway_timeout_ms: 30000\n"
+        "  stats_interval_ms: 0\n"
+        "log:\n"
+        "  level: info\n"
+        "gateways:\n"
+        "  - id: 1\n"
+        "    name: web\n"
+        "    role: customer\n"
+        "    plaintext: true\n"
+        "    allow: 10.77.0.0/24\n"
+        "  - id: 2\n"
+        "    name: workbench\n"
+        "    role: agent\n"
+        "    plaintext: true\n"
+        "skills:\n"
+        "  - name: general\n"
+        "    tenant: \"\"\n"
+        "    queue_capacity: 1000\n"
+        "    sla_answer_ms: 60000\n"
+        "  - name: presale\n"
+        "  - name: aftersale\n";
+
+static void check_example(const struct ctl_config *c)
+{
+	static const char *const eal[] = {"--no-huge", "--no-pci", "-m", "512",
+	                                  "--vdev=net_af_packet0,iface=srt0"};
+	static const char *const skills[] = {"general", "presale", "aftersale"};
+
+	assert_int_equal(c->ip, ip4(10, 77, 0, 1));
+	assert_int_equal(c->udp_port, 7700);
+	assert_int_equal(c->mtu, 1500);
+	assert_int_equal(c->nb_eal_args, 5);
+	for (uint32_t i = 0; i < 5; i++)
+		assert_string_equal(c->eal_args[i], eal[i]);
+	assert_int_equal(c->port_id, 0);
+	assert_int_equal(c->nb_mbufs, 8191);
+	assert_int_equal(c->rx_desc, 1024);
+	assert_int_equal(c->tx_desc, 1024);
+	assert_int_equal(c->max_agents, 1024);
+	assert_int_equal(c->max_sessions, 65536);
+	assert_int_equal(c->backlog_max, 64);
+	assert_int_equal(c->text_pool_mb, 64);
+	assert_int_equal(c->agent_text_max, 200);
+	assert_int_equal(c->customer_text_max, 2000);
+	assert_int_equal(c->envelopes_per_frame, 64);
+	assert_int_equal(c->heartbeat_timeout_ms, 30000);
+	assert_int_equal(c->gateway_timeout_ms, 30000);
+	assert_int_equal(c->stats_interval_ms, 0);
+	assert_int_equal(c->log_level, 2);
+
+	assert_int_equal(c->nb_gateways, 2);
+	assert_int_equal(c->gateways[0].id, 1);
+	assert_string_equal(c->gateways[0].name, "web");
+	assert_int_equal(c->gateways[0].role, WIRE_ROLE_CUSTOMER);
+	assert_true(c->gateways[0].plaintext);
+	assert_false(c->gateways[0].has_key[0]);
+	assert_false(c->gateways[0].has_key[1]);
+	assert_int_equal(c->gateways[0].allow_net, ip4(10, 77, 0, 0));
+	assert_int_equal(c->gateways[0].allow_mask, ip4(255, 255, 255, 0));
+	assert_int_equal(c->gateways[1].id, 2);
+	assert_string_equal(c->gateways[1].name, "workbench");
+	assert_int_equal(c->gateways[1].role, WIRE_ROLE_AGENT);
+	assert_true(c->gateways[1].plaintext);
+	assert_int_equal(c->gateways[1].allow_net, 0);
+	assert_int_equal(c->gateways[1].allow_mask, 0);
+
+	assert_int_equal(c->nb_skills, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_string_equal(c->skills[i].name, skills[i]);
+		assert_string_equal(c->skills[i].tenant, "");
+		assert_int_equal(c->skills[i].queue_capacity, 1000);
+		assert_int_equal(c->skills[i].sla_answer_ms, 60000);
+	}
+}
+
+static void test_example_text(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(example_text), 0);
+	assert_string_equal(err, "");
+	check_example(&cfg);
+}
+
+static void test_example_file(void **state)
+{
+	char path[256];
+	FILE *f = open_repo_file("deploy/surge.example.yaml", path, sizeof(path));
+	int rc;
+
+	(void)state;
+	fclose(f);
+	rc = ctl_config_load(path, &cfg2, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s: %s", path, err);
+	check_example(&cfg2);
+	/* the file says no more and no less than the text above */
+	assert_int_equal(parse(example_text), 0);
+	assert_memory_equal(&cfg, &cfg2, sizeof(cfg));
+}
+
+/* ---- defaults and values ------------------------------------------------------- */
+
+#define ROUTER "router:\n  address: 10.77.0.1\n"                                      /* 2 lines */
+#define GW     "gateways:\n  - {id: 1, name: web, role: customer, plaintext: true}\n" /* 2 */
+#define SK     "skills:\n  - name: general\n"                                         /* 2 lines */
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	memset(&cfg, 0xa5, sizeof(cfg));
+	ctl_config_defaults(&cfg);
+	assert_int_equal(cfg.ip, 0);
+	assert_int_equal(cfg.udp_port, 7700);
+	assert_int_equal(cfg.mtu, 1500);
+	assert_int_equal(cfg.nb_eal_args, 0);
+	assert_int_equal(cfg.port_id, 0);
+	assert_int_equal(cfg.nb_mbufs, 8191);
+	assert_int_equal(cfg.rx_desc, 1024);
+	assert_int_equal(cfg.tx_desc, 1024);
+	assert_int_equal(cfg.max_agents, 1024);
+	assert_int_equal(cfg.max_sessions, 65536);
+	assert_int_equal(cfg.backlog_max, 64);
+	assert_int_equal(cfg.text_pool_mb, 64);
+	assert_int_equal(cfg.agent_text_max, 200);
+	assert_int_equal(cfg.customer_text_max, 2000);
+	assert_int_equal(cfg.envelopes_per_frame, WIRE_MAX_ENVELOPES);
+	assert_int_equal(cfg.heartbeat_timeout_ms, 30000);
+	assert_int_equal(cfg.gateway_timeout_ms, 30000);
+	assert_int_equal(cfg.stats_interval_ms, 0);
+	assert_int_equal(cfg.log_level, 2);
+	assert_int_equal(cfg.nb_gateways, 0);
+	assert_int_equal(cfg.nb_skills, 0);
+}
+
+static void test_absent_keys_take_defaults(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(ROUTER GW SK), 0);
+	memcpy(&cfg2, &cfg, sizeof(cfg));
+	ctl_config_defaults(&cfg);
+	/* everything but the three required things is the default */
+	cfg.ip = cfg2.ip;
+	cfg.nb_gateways = cfg2.nb_gateways;
+	cfg.gateways[0] = cfg2.gateways[0];
+	cfg.nb_skills = cfg2.nb_skills;
+	cfg.skills[0] = cfg2.skills[0];
+	assert_memory_equal(&cfg, &cfg2, sizeof(cfg));
+
+	assert_int_equal(cfg2.ip, ip4(10, 77, 0, 1));
+	assert_int_equal(cfg2.gateways[0].id, 1);
+	assert_int_equal(cfg2.gateways[0].allow_net, 0);
+	assert_int_equal(cfg2.gateways[0].allow_mask, 0);
+	assert_string_equal(cfg2.skills[0].name, "general");
+	assert_string_equal(cfg2.skills[0].tenant, "");
+	assert_int_equal(cfg2.skills[0].queue_capacity, 1000);
+	assert_int_equal(cfg2.skills[0].sla_answer_ms, 60000);
+
+	/* a gateway's plaintext defaults to false: it then needs a key */
+	assert_int_equal(parse(ROUTER "gateways:\n  - {id: 1, name: web, role: customer}\n" SK),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "cannot be reached"));
+}
+
+static void test_every_key_lands(void **state)
+{
+	static const char text[] =
+	        "router: {address: 192.168.7.9, port: 9000, mtu: 9000}\n"
+	        "dpdk:\n"
+	        "  eal: [-l, \"0-1\", --file-prefix=x]\n"
+	        "  port_id: 3\n"
+	        "  mbufs: 16383\n"
+	        "  rx_desc: 512\n"
+	        "  tx_desc: 2048\n"
+	        "limits:\n"
+	        "  max_agents: 10\n"
+	        "  max_sessions: 20\n"
+	        "  backlog_max: 30\n"
+	        "  text_pool_mb: 4095\n"
+	        "  agent_text_max: 50\n"
+	        "  customer_text_max: 60\n"
+	        "  envelopes_per_frame: 1\n"
+	        "timers:\n"
+	        "  heartbeat_timeout_ms: 1000\n"
+	        "  gateway_timeout_ms: 2000\n"
+	        "  stats_interval_ms: 3000\n"
+	        "log: {level: debug}\n"
+	        "gateways:\n"
+	        "  - id: 4294967295\n"
+	        "    name: abcdefghijklmnopqrstuvwxyz01234\n" /* 31 bytes: the most */
+	        "    role: both\n"
+	        "    plaintext: no\n"
+	        "    allow: 172.16.0.0/12\n"
+	        "    keys:\n"
+	        "      - id: 1\n"
+	        "        hex: 000102030405060708090A0B0C0D0E0F101112131415161718191a1b1c1d1e1f\n"
+	        "  - {id: 7, name: x, role: agent, plaintext: yes, allow: 10.1.2.3,\n"
+	        "     keys: [{id: 0, hex: ffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+	        "ffffffff}, {id: 1, hex: "
+	        "'0000000000000000000000000000000000000000000000000000000000"
+	        "000001'}]}\n"
+	        "  - {id: 8, name: y, role: customer, plaintext: True, allow: any}\n"
+	        "  - {id: 9, name: z, role: customer, plaintext: FALSE, allow: 0.0.0.0/0,\n"
+	        "     keys: [{hex: "
+	        "0000000000000000000000000000000000000000000000000000000000000000,"
+	        " id: 0}]}\n"
+	        "skills:\n"
+	        "  - name: 012345678901234567890123456789012345678901234567890123456789012\n"
+	        "    tenant: shop-42\n"
+	        "    queue_capacity: 5\n"
+	        "    sla_answer_ms: 30000\n"
+	        "  - {name: \"售前\", tenant: 旗舰店}\n";
+
+	(void)state;
+	if (parse(text) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.ip, ip4(192, 168, 7, 9));
+	assert_int_equal(cfg.udp_port, 9000);
+	assert_int_equal(cfg.mtu, 9000);
+	assert_int_equal(cfg.nb_eal_args, 3);
+	assert_string_equal(cfg.eal_args[0], "-l");
+	assert_string_equal(cfg.eal_args[1], "0-1");
+	assert_string_equal(cfg.eal_args[2], "--file-prefix=x");
+	assert_int_equal(cfg.port_id, 3);
+	assert_int_equal(cfg.nb_mbufs, 16383);
+	assert_int_equal(cfg.rx_desc, 512);
+	assert_int_equal(cfg.tx_desc, 2048);
+	assert_int_equal(cfg.max_agents, 10);
+	assert_int_equal(cfg.max_sessions, 20);
+	assert_int_equal(cfg.backlog_max, 30);
+	assert_int_equal(cfg.text_pool_mb, 4095);
+	assert_int_equal(cfg.agent_text_max, 50);
+	assert_int_equal(cfg.customer_text_max, 60);
+	assert_int_equal(cfg.envelopes_per_frame, 1);
+	assert_int_equal(cfg.heartbeat_timeout_ms, 1000);
+	assert_int_equal(cfg.gateway_timeout_ms, 2000);
+	assert_int_equal(cfg.stats_interval_ms, 3000);
+	assert_int_equal(cfg.log_level, 3);
+
+	assert_int_equal(cfg.nb_gateways, 4);
+	assert_int_equal(cfg.gateways[0].id, UINT32_MAX);
+	assert_string_equal(cfg.gateways[0].name, "abcdefghijklmnopqrstuvwxyz01234");
+	assert_int_equal(cfg.gateways[0].role, WIRE_ROLE_BOTH);
+	assert_false(cfg.gateways[0].plaintext);
+	assert_int_equal(cfg.gateways[0].allow_net, ip4(172, 16, 0, 0));
+	assert_int_equal(cfg.gateways[0].allow_mask, ip4(255, 240, 0, 0));
+	assert_false(cfg.gateways[0].has_key[0]);
+	assert_true(cfg.gateways[0].has_key[1]);
+	for (int i = 0; i < 32; i++)
+		assert_int_equal(cfg.gateways[0].key[1][i], i);
+
+	assert_int_equal(cfg.gateways[1].role, WIRE_ROLE_AGENT);
+	assert_true(cfg.gateways[1].plaintext);
+	assert_int_equal(cfg.gateways[1].allow_net, ip4(10, 1, 2, 3));
+	assert_int_equal(cfg.gateways[1].allow_mask, ip4(255, 255, 255, 255));
+	assert_true(cfg.gateways[1].has_key[0] && cfg.gateways[1].has_key[1]);
+	for (int i = 0; i < 32; i++) {
+		assert_int_equal(cfg.gateways[1].key[0][i], 0xff);
+		assert_int_equal(cfg.gateways[1].key[1][i], i == 31 ? 1 : 0);
+	}
+	assert_true(cfg.gateways[2].plaintext);
+	assert_int_equal(cfg.gateways[2].allow_net, 0);
+	assert_int_equal(cfg.gateways[2].allow_mask, 0);
+	assert_false(cfg.gateways[3].plaintext);
+	assert_int_equal(cfg.gateways[3].allow_net, 0);
+	assert_int_equal(cfg.gateways[3].allow_mask, 0);
+	assert_true(cfg.gateways[3].has_key[0]);
+	assert_false(cfg.gateways[3].has_key[1]);
+
+	assert_int_equal(cfg.nb_skills, 2);
+	assert_string_equal(cfg.skills[0].name,
+	                    "012345678901234567890123456789012345678901234567890123456789012");
+	assert_string_equal(cfg.skills[0].tenant, "shop-42");
+	assert_int_equal(cfg.skills[0].queue_capacity, 5);
+	assert_int_equal(cfg.skills[0].sla_answer_ms, 30000);
+	assert_string_equal(cfg.skills[1].name, "售前");
+	assert_string_equal(cfg.skills[1].tenant, "旗舰店");
+	assert_int_equal(cfg.skills[1].queue_capacity, 1000);
+}
+
+/* Writes a configuration with n gateways, n skills and n EAL arguments. */
+static char *many(unsigned int n_gw, unsigned int n_skill, unsigned int n_eal)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fprintf(f, ROUTER "dpdk:\n  eal:\n");
+	for (unsigned int i = 0; i < n_eal; i++)
+		fprintf(f, "    - --a%u\n", i);
+	fprintf(f, "gateways:\n");
+	for (unsigned int i = 0; i < n_gw; i++)
+		fprintf(f, "  - {id: %u, name: gw%u, role: customer, plaintext: true}\n", i + 1, i);
+	fprintf(f, "skills:\n");
+	for (unsigned int i = 0; i < n_skill; i++)
+		fprintf(f, "  - name: skill%u\n", i);
+	fclose(f);
+	return text;
+}
+
+static void test_limits_at_most(void **state)
+{
+	char *text = many(CTL_MAX_GATEWAYS, CTL_MAX_SKILLS, CTL_MAX_EAL_ARGS);
+
+	(void)state;
+	if (parse(text) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.nb_gateways, CTL_MAX_GATEWAYS);
+	assert_int_equal(cfg.nb_skills, CTL_MAX_SKILLS);
+	assert_int_equal(cfg.nb_eal_args, CTL_MAX_EAL_ARGS);
+	assert_int_equal(cfg.gateways[CTL_MAX_GATEWAYS - 1].id, CTL_MAX_GATEWAYS);
+	assert_string_equal(cfg.skills[CTL_MAX_SKILLS - 1].name, "skill255");
+	assert_string_equal(cfg.eal_args[CTL_MAX_EAL_ARGS - 1], "--a31");
+	free(text);
+}
+
+/* ---- errors ------------------------------------------------------------------ */
+
+struct bad {
+	const char *text;
+	unsigned int line;   /* 1-based line the message must name */
+	const char *key;     /* key path the message must name, or NULL */
+	const char *problem; /* text the message must contain */
+};
+
+static const char hex64[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+static void expect_error(const char *text, unsigned int line, const char *key, const char *problem)
+{
+	char want[128];
+	int rc;
+
+	memset(err, 'x', sizeof(err));
+	rc = parse(text);
+	if (rc != -EINVAL)
+		fail_msg("expected -EINVAL, got %d (%s) for:\n%s", rc, err, text);
+	snprintf(want, sizeof(want), "test.yaml:%u: ", line);
+	if (strncmp(err, want, strlen(want)) != 0)
+		fail_msg("expected line %u in \"%s\" for:\n%s", line, err, text);
+	if (key) {
+		snprintf(want, sizeof(want), ": %s: ", key);
+		if (!strstr(err, want))
+			fail_msg("expected key %s in \"%s\"", key, err);
+	}
+	if (!strstr(err, problem))
+		fail_msg("expected \"%s\" in \"%s\"", problem, err);
+	/* lower case after the location, no full stop */
+	assert_true(err[strlen(err) - 1] != '.');
+}
+
+static void test_errors(void **state)
+{
+	static char long_gw_name[512], long_skill_name[512], bad_hex_char[512], short_hex[512],
+	        long_eal[1024];
+	char name32[33], name64[65], arg256[257];
+
+	(void)state;
+	memset(name32, 'n', 32);
+	name32[32] = '\0';
+	memset(name64, 's', 64);
+	name64[64] = '\0';
+	memset(arg256, 'a', 256);
+	arg256[256] = '\0';
+	snprintf(long_gw_name, sizeof(long_gw_name),
+	         ROUTER "gateways:\n  - {id: 1, name: %s, role: customer, plaintext: true}\n" SK,
+	         name32);
+	snprintf(long_skill_name, sizeof(long_skill_name), ROUTER GW "skills:\n  - name: %s\n",
+	         name64);
+	snprintf(bad_hex_char, sizeof(bad_hex_char),
+	         ROUTER "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys:\n"
+	                "      - {id: 0, hex: %.63sg}\n" SK,
+	         hex64);
+	snprintf(short_hex, sizeof(short_hex),
+	         ROUTER "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys:\n"
+	                "      - {id: 0, hex: %.62s}\n" SK,
+	         hex64);
+	snprintf(long_eal, sizeof(long_eal), ROUTER "dpdk:\n  eal: [-m, %s]\n" GW SK, arg256);
+
+	const struct bad cases[] = {
+	        /* sections and keys */
+	        {ROUTER "routr:\n  port: 1\n" GW SK, 3, "routr",
+	         "unknown section (did you mean router?)"},
+	        {ROUTER "fancy:\n  port: 1\n" GW SK, 3, "fancy", "unknown section"},
+	        {ROUTER "  prot: 7700\n" GW SK, 3, "router.prot",
+	         "unknown key (did you mean port?)"},
+	        {ROUTER "  colour: red\n" GW SK, 3, "router.colour", "unknown key"},
+	        {ROUTER
+	         "gateways:\n  - {id: 1, name: web, role: customer, plaintext: true, alow: any}"
+	         "\n" SK,
+	         4, "gateways[0].alow", "unknown key (did you mean allow?)"},
+	        {ROUTER GW "skills:\n  - {name: a, queue: 5}\n", 6, "skills[0].queue",
+	         "unknown key"},
+	        {ROUTER "  address: 10.77.0.2\n" GW SK, 3, "router.address", "duplicate key"},
+	        {ROUTER GW SK "router:\n  port: 1\n", 7, "router", "duplicate section"},
+	        {ROUTER GW SK "gateways: []\n", 7, "gateways", "duplicate section"},
+	        {"router: 5\n" GW SK, 1, "router", "expected a mapping of keys, not a scalar"},
+	        {ROUTER "gateways:\n  id: 1\n" SK, 4, "gateways", "expected a list of gateways"},
+	        {ROUTER GW "skills: general\n", 5, "skills", "expected a list of skill groups"},
+	        {"- router\n- gateways\n", 1, NULL, "expected a mapping of sections"},
+	        {ROUTER "? [a, b]\n: 1\n" GW SK, 3, NULL, "a key must be a name, not a list"},
+	        /* wrong types */
+	        {ROUTER "  port: abc\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port: -1\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port: +80\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port: 0x10\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port: 010\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port: 80.5\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port:\n" GW SK, 3, "router.port", "expected an unsigned integer"},
+	        {ROUTER "  port: {a: 1}\n" GW SK, 3, "router.port",
+	         "expected an unsigned integer, not a mapping"},
+	        {ROUTER "limits:\n  max_agents: 1e3\n" GW SK, 4, "limits.max_agents",
+	         "expected an unsigned integer, got \"1e3\""},
+	        {ROUTER "gateways:\n  - {id: 1, name: web, role: customer, plaintext: maybe}\n" SK,
+	         4, "gateways[0].plaintext", "expected true or false, got \"maybe\""},
+	        {ROUTER "log:\n  level: verbose\n" GW SK, 4, "log.level",
+	         "expected one of error, warning, info, debug, got \"verbose\""},
+	        {ROUTER "gateways:\n  - {id: 1, name: web, role: robot, plaintext: true}\n" SK, 4,
+	         "gateways[0].role", "expected one of customer, agent, both"},
+	        {ROUTER "dpdk:\n  eal: --no-huge\n" GW SK, 4, "dpdk.eal",
+	         "expected a list of strings"},
+	        {ROUTER "dpdk:\n  eal: [[-m]]\n" GW SK, 4, "dpdk.eal[0]",
+	         "expected a string, not a list"},
+	        {ROUTER GW "skills:\n  - [general]\n", 6, "skills[0]",
+	         "expected a mapping of keys"},
+	        /* ranges */
+	        {ROUTER "  port: 70000\n" GW SK, 3, "router.port",
+	         "70000 is out of range 1..65535"},
+	        {ROUTER "  port: 0\n" GW SK, 3, "router.port", "out of range 1..65535"},
+	        {ROUTER "  port: 99999999999999999999999\n" GW SK, 3, "router.port",
+	         "out of range"},
+	        {ROUTER "  mtu: 100\n" GW SK, 3, "router.mtu", "out of range 576..9000"},
+	        {ROUTER "limits:\n  envelopes_per_frame: 65\n" GW SK, 4,
+	         "limits.envelopes_per_frame", "65 is out of range 1..64"},
+	        {ROUTER "limits:\n  text_pool_mb: 4096\n" GW SK, 4, "limits.text_pool_mb",
+	         "out of range 1..4095"},
+	        {ROUTER "timers:\n  gateway_timeout_ms: 5\n" GW SK, 4, "timers.gateway_timeout_ms",
+	         "out of range 100..86400000"},
+	        {ROUTER GW "skills:\n  - {name: a, queue_capacity: 0}\n", 6,
+	         "skills[0].queue_capacity", "out of range 1..1000000"},
+	        /* required things */
+	        {"router:\n  port: 7700\n" GW SK, 1, "router.address", "missing required key"},
+	        {GW SK, 1, "router.address", "missing required key"},
+	        {"log: {level: info}\n" GW SK, 1, "router.address", "missing required key"},
+	        {ROUTER "gateways: []\n" SK, 3, "gateways", "at least one gateway is required"},
+	        {ROUTER "gateways:\n" SK, 3, "gateways", "at least one gateway is required"},
+	        {ROUTER SK, 1, "gateways", "at least one gateway is required"},
+	        {ROUTER GW "skills:\n", 5, "skills", "at least one skill is required"},
+	        {ROUTER GW, 1, "skills", "at least one skill is required"},
+	        {ROUTER "gateways:\n  - {id: 1, name: web, plaintext: true}\n" SK, 4,
+	         "gateways[0].role", "missing required key"},
+	        {ROUTER "gateways:\n  - {name: web, role: agent, plaintext: true}\n" SK, 4,
+	         "gateways[0].id", "missing required key"},
+	        {ROUTER GW "skills:\n  - tenant: x\n", 6, "skills[0].name", "missing required key"},
+	        /* gateways */
+	        {ROUTER GW "  - id: 1\n    name: app\n    role: customer\n    plaintext: true\n" SK,
+	         5, "gateways[1].id", "duplicate gateway id 1"},
+	        {ROUTER GW "  - id: 2\n    name: web\n    role: customer\n    plaintext: true\n" SK,
+	         6, "gateways[1].name", "duplicate gateway name \"web\""},
+	        {ROUTER "gateways:\n  - {id: 0, name: web, role: customer, plaintext: true}\n" SK,
+	         4, "gateways[0].id", "gateway id 0 is reserved"},
+	        {ROUTER
+	         "gateways:\n  - {id: 4294967296, name: w, role: agent, plaintext: true}\n" SK,
+	         4, "gateways[0].id", "out of range"},
+	        {long_gw_name, 4, "gateways[0].name", "too long: 32 bytes (at most 31)"},
+	        {ROUTER "gateways:\n  - {id: 1, name: \"\", role: customer, plaintext: true}\n" SK,
+	         4, "gateways[0].name", "must not be empty"},
+	        {ROUTER
+	         "gateways:\n  - {id: 1, name: \"a\\tb\", role: customer, plaintext: true}\n" SK,
+	         4, "gateways[0].name", "contains a control character"},
+	        {ROUTER
+	         "gateways:\n  - {id: 1, name: \"a\\0b\", role: customer, plaintext: true}\n" SK,
+	         4, "gateways[0].name", "contains a nul byte"},
+	        {ROUTER
+	         "gateways:\n  - id: 1\n    name: web\n    role: agent\n    plaintext: false\n" SK,
+	         4, "gateways[0]", "cannot be reached, since AEAD needs a key"},
+	        {ROUTER "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys: []\n" SK,
+	         4, "gateways[0]", "cannot be reached"},
+	        {ROUTER "gateways:\n  - {id: 1, name: web, role: agent, plaintext: true,\n"
+	                "     allow: 10.77.0.0/33}\n" SK,
+	         5, "gateways[0].allow", "bad prefix length"},
+	        {ROUTER "gateways:\n  - {id: 1, name: w, role: agent, plaintext: true, allow: "
+	                "10.77.0.5/24}\n" SK,
+	         4, "gateways[0].allow",
+	         "host bits set in \"10.77.0.5/24\" (the network is 10.77.0.0/24)"},
+	        {ROUTER
+	         "gateways:\n  - {id: 1, name: w, role: agent, plaintext: true, allow: web}\n" SK,
+	         4, "gateways[0].allow", "expected an IPv4 network"},
+	        {ROUTER "gateways:\n  - {id: 1, name: w, role: agent, plaintext: true, allow: "
+	                "10.1.1/8}\n" SK,
+	         4, "gateways[0].allow", "expected an IPv4 network"},
+	        {ROUTER "gateways:\n  - {id: 1, name: w, role: agent, plaintext: true, allow: "
+	                "0.0.0.0/8}\n" SK,
+	         4, "gateways[0].allow", "not a usable network"},
+	        {short_hex, 8, "gateways[0].keys[0].hex",
+	         "expected exactly 64 hex digits, got 62 characters"},
+	        {bad_hex_char, 8, "gateways[0].keys[0].hex", "expected exactly 64 hex digits"},
+	        {ROUTER "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys:\n"
+	                "      - id: 2\n        hex: 00\n" SK,
+	         8, "gateways[0].keys[0].id", "2 is out of range 0..1"},
+	        {ROUTER "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys:\n"
+	                "      - {id: 0}\n" SK,
+	         8, "gateways[0].keys[0].hex", "missing required key"},
+	        {ROUTER
+	         "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys:\n"
+	         "      - {id: 0, hex: 0000000000000000000000000000000000000000000000000000000000"
+	         "000000}\n"
+	         "      - {id: 0, hex: 1111111111111111111111111111111111111111111111111111111111"
+	         "111111}\n" SK,
+	         9, "gateways[0].keys[1].id", "duplicate key id 0"},
+	        {ROUTER
+	         "gateways:\n  - id: 1\n    name: web\n    role: agent\n    keys: {id: 0}\n" SK,
+	         7, "gateways[0].keys", "expected a list of {id, hex} keys"},
+	        /* skills */
+	        {ROUTER GW "skills:\n  - name: general\n  - name: presale\n  - name: general\n", 8,
+	         "skills[2].name", "duplicate skill name \"general\""},
+	        {long_skill_name, 6, "skills[0].name", "too long: 64 bytes (at most 63)"},
+	        {ROUTER GW "skills:\n  - {name: x, tenant: [a]}\n", 6, "skills[0].tenant",
+	         "expected a string, not a list"},
+	        /* addresses */
+	        {"router:\n  address: 10.77.0\n" GW SK, 2, "router.address",
+	         "expected an IPv4 address, got \"10.77.0\""},
+	        {"router:\n  address: 300.1.1.1\n" GW SK, 2, "router.address",
+	         "expected an IPv4 address"},
+	        {"router:\n  address: 0.0.0.0\n" GW SK, 2, "router.address",
+	         "not a unicast address"},
+	        {"router:\n  address: 239.1.1.1\n" GW SK, 2, "router.address",
+	         "not a unicast address"},
+	        /* eal */
+	        {long_eal, 4, "dpdk.eal[1]", "too long: 256 bytes (at most 255)"},
+	        /* yaml itself */
+	        {ROUTER " port: 1\n" GW SK, 3, NULL, "invalid yaml: "},
+	        {ROUTER GW SK "skills: [a\n", 8, NULL, "invalid yaml: "},
+	        {"router: &r\n  address: 10.77.0.1\n" GW SK, 1, NULL,
+	         "yaml anchors are not supported"},
+	        {ROUTER GW SK "log: *r\n", 7, NULL, "yaml aliases are not supported"},
+	        {ROUTER GW SK "---\nrouter: {}\n", 7, NULL, "only one yaml document is allowed"},
+	        {ROUTER GW "skills:\n  - name: \xff\xfe\n", 6, NULL, "invalid yaml: "},
+	        {ROUTER GW SK "\x01\n", 7, NULL, "invalid yaml: "},
+	        {"", 1, NULL, "configuration is empty"},
+	        {"# nothing but a comment\n\n", 1, NULL, "configuration is empty"},
+	        {"~\n", 1, NULL, "configuration is empty"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_error(cases[i].text, cases[i].line, cases[i].key, cases[i].problem);
+}
+
+static void test_too_many(void **state)
+{
+	char *text;
+
+	(void)state;
+	/* ROUTER, "dpdk:", "  eal:", then one line each */
+	text = many(1, 1, CTL_MAX_EAL_ARGS + 1);
+	expect_error(text, 5 + CTL_MAX_EAL_ARGS, "dpdk.eal[32]",
+	             "too many eal arguments (at most 32)");
+	free(text);
+	text = many(CTL_MAX_GATEWAYS + 1, 1, 0);
+	expect_error(text, 6 + CTL_MAX_GATEWAYS, "gateways[256]",
+	             "too many gateways (at most 256)");
+	free(text);
+	text = many(1, CTL_MAX_SKILLS + 1, 0);
+	expect_error(text, 8 + CTL_MAX_SKILLS, "skills[256]", "too many skills (at most 256)");
+	free(text);
+}
+
+/* The message quotes bad values without their control characters, and never a key. */
+static void test_error_quotes_safely(void **state)
+{
+	(void)state;
+	expect_error(ROUTER "  port: \"1\\n2\\e[31m\"\n" GW SK, 3, "router.port", "\"1?2?[31m\"");
+	expect_error(ROUTER "gateways:\n  - {id: 1, name: w, role: agent,\n"
+	                    "     keys: [{id: 0, hex: s3cr3tpassw0rd}]}\n" SK,
+	             5, "gateways[0].keys[0].hex", "64 hex digits");
+	assert_null(strstr(err, "s3cr3t"));
+}
+
+static void test_error_buffer(void **state)
+{
+	char small[12];
+	int rc;
+
+	(void)state;
+	memset(small, 'x', sizeof(small));
+	rc = ctl_config_parse("test.yaml", "router: 1\n", 10, &cfg, small, sizeof(small));
+	assert_int_equal(rc, -EINVAL);
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+	assert_int_equal(ctl_config_parse("t", "x: 1\n", 5, &cfg, NULL, 0), -EINVAL);
+	assert_int_equal(ctl_config_parse(NULL, NULL, 0, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "configuration is empty"));
+	/* success clears it */
+	memset(err, 'x', sizeof(err));
+	assert_int_equal(parse(example_text), 0);
+	assert_string_equal(err, "");
+}
+
+static void test_failure_leaves_cfg(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(example_text), 0);
+	memcpy(&cfg2, &cfg, sizeof(cfg));
+	assert_int_equal(parse("router:\n  address: 10.0.0.9\n  port: 9\n" GW
+	                       "  - {id: 1, name: dup, role: agent, plaintext: true}\n" SK),
+	                 -EINVAL);
+	assert_memory_equal(&cfg, &cfg2, sizeof(cfg));
+}
+
+/* ---- files ------------------------------------------------------------------- */
+
+static void test_file_not_found(void **state)
+{
+	int rc;
+
+	(void)state;
+	memset(err, 'x', sizeof(err));
+	rc = ctl_config_load("/nonexistent/surge.yaml", &cfg, err, sizeof(err));
+	assert_int_equal(rc, -ENOENT);
+	assert_non_null(strstr(err, "cannot open /nonexistent/surge.yaml"));
+	assert_non_null(strstr(err, strerror(ENOENT)));
+}
+
+static void test_file_errors(void **state)
+{
+	char path[] = "/tmp/surge-test-config-XXXXXX";
+	char want[128];
+	int fd, rc;
+	FILE *f;
+
+	(void)state;
+	rc = ctl_config_load("/", &cfg, err, sizeof(err));
+	assert_int_equal(rc, -EISDIR);
+	assert_non_null(strstr(err, "cannot read /"));
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(ROUTER GW SK "limits:\n  max_sessions: lots\n", f);
+	fclose(f);
+	rc = ctl_config_load(path, &cfg, err, sizeof(err));
+	assert_int_equal(rc, -EINVAL);
+	snprintf(want, sizeof(want), "%s:8: limits.max_sessions: expected an unsigned integer",
+	         path);
+	assert_non_null(strstr(err, want));
+
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("", f);
+	fclose(f);
+	rc = ctl_config_load(path, &cfg, err, sizeof(err));
+	assert_int_equal(rc, -EINVAL);
+	assert_non_null(strstr(err, "configuration is empty"));
+
+	/* a megabyte of comments is not a configuration */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 20000; i++)
+		fputs("# ........................................................\n", f);
+	fclose(f);
+	rc = ctl_config_load(path, &cfg, err, sizeof(err));
+	assert_int_equal(rc, -EFBIG);
+	assert_non_null(strstr(err, path));
+	unlink(path);
+}
+
+/* ---- --help and the docs ----------------------------------------------------------- */
+
+static const char *const all_keys[] = {
+        "router.address",
+        "router.port",
+        "router.mtu",
+        "dpdk.eal",
+        "dpdk.port_id",
+        "dpdk.mbufs",
+        "dpdk.rx_desc",
+        "dpdk.tx_desc",
+        "limits.max_agents",
+        "limits.max_sessions",
+        "limits.backlog_max",
+        "limits.text_pool_mb",
+        "limits.agent_text_max",
+        "limits.customer_text_max",
+        "limits.envelopes_per_frame",
+        "timers.heartbeat_timeout_ms",
+        "timers.gateway_timeout_ms",
+        "timers.stats_interval_ms",
+        "log.level",
+        "gateways[].id",
+        "gateways[].name",
+        "gateways[].role",
+        "gateways[].plaintext",
+        "gateways[].allow",
+        "gateways[].keys",
+        "gateways[].keys[].id",
+        "gateways[].keys[].hex",
+        "skills[].name",
+        "skills[].tenant",
+        "skills[].queue_capacity",
+        "skills[].sla_answer_ms",
+};
+#define NB_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
+
+/* The output of ctl_config_print_keys, malloc'd. */
+static char *help_text(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	ctl_config_print_keys(f);
+	fclose(f);
+	return text;
+}
+
+/* The line of `text` that starts (after blanks) with `key` and a blank. */
+static const char *help_line(const char *text, const char *key)
+{
+	for (const char *line = text; *line; line = strchr(line, '\n') + 1) {
+		const char *p = line + strspn(line, " ");
+
+		if (strncmp(p, key, strlen(key)) == 0 && p[strlen(key)] == ' ')
+			return line;
+		if (!strchr(line, '\n'))
+			break;
+	}
+	return NULL;
+}
+
+static void test_print_keys(void **state)
+{
+	char *text = help_text();
+	unsigned int lines = 0;
+
+	(void)state;
+	for (size_t i = 0; i < NB_KEYS; i++)
+		if (!help_line(text, all_keys[i]))
+			fail_msg("--help does not list %s:\n%s", all_keys[i], text);
+	for (const char *p = text; *p; p++)
+		lines += *p == '\n';
+	/* no key in the table that this test does not know of */
+	assert_int_equal(lines, NB_KEYS);
+	/* "section.key  type  default  description" */
+	assert_non_null(strstr(help_line(text, "router.port"), " u16 "));
+	assert_non_null(strstr(help_line(text, "router.port"), " 7700 "));
+	assert_non_null(strstr(help_line(text, "router.address"), " required "));
+	assert_non_null(strstr(help_line(text, "log.level"), " info "));
+	assert_non_null(strstr(help_line(text, "log.level"), "error|warning|info|debug"));
+	assert_non_null(strstr(help_line(text, "skills[].queue_capacity"), " 1000 "));
+	assert_non_null(strstr(help_line(text, "limits.envelopes_per_frame"), "[1..64]"));
+	free(text);
+}
+
+static void test_docs_name_every_key(void **state)
+{
+	char path[256], *docs, *text = help_text();
+	size_t len;
+	FILE *f = open_repo_file("docs/configuration.md", path, sizeof(path));
+
+	(void)state;
+	docs = calloc(1, 1 << 20);
+	assert_non_null(docs);
+	len = fread(docs, 1, (1 << 20) - 1, f);
+	fclose(f);
+	assert_true(len > 0);
+	/* every key --help prints: the table itself, not this test's list */
+	for (const char *line = text; *line;) {
+		const char *p = line + strspn(line, " ");
+		const char *end = strchr(p, ' ');
+		char key[64];
+		char row[80];
+
+		assert_non_null(end);
+		assert_true((size_t)(end - p) < sizeof(key));
+		memcpy(key, p, (size_t)(end - p));
+		key[end - p] = '\0';
+		/* documented in a table row of its own: "| `key` |" */
+		snprintf(row, sizeof(row), "| `%s` |", key);
+		if (!strstr(docs, row))
+			fail_msg("%s does not document %s (no row \"%s\")", path, key, row);
+		line = strchr(line, '\n');
+		if (!line)
+			break;
+		line++;
+	}
+	free(docs);
+	free(text);
+}
+
+/* ---- no input crashes it ----------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+	/* splitmix64 */
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void test_mutations_never_crash(void **state)
+{
+	static const char pieces[] = ":-[]{},&*!|>'\"#?\n \t0123456789x\\";
+	const char *env = getenv("SURGE_SEED");
+	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
+	size_t base = strlen(example_text);
+	char *buf = malloc(2 * base + 64);
+	unsigned int ok = 0;
+
+	(void)state;
+	assert_non_null(buf);
+	printf("test_config: seed %llu (set SURGE_SEED to repeat)\n", (unsigned long long)seed);
+	rng_state = seed;
+	for (int iter = 0; iter < 3000; iter++) {
+		size_t len = base;
+		int edits = 1 + (int)(rng() % 4), rc;
+
+		memcpy(buf, example_text, base);
+		for (int e = 0; e < edits; e++) {
+			size_t at = len ? rng() % len : 0, n;
+
+			switch (rng() % 4) {
+			case 0: /* overwrite a byte */
+				if (len)
+					buf[at] = rng() % 3 ? pieces[rng() % (sizeof(pieces) - 1)]
+					                    : (char)rng();
+				break;
+			case 1: /* delete a run */
+				n = rng() % 16;
+				if (n > len - at)
+					n = len - at;
+				memmove(buf + at, buf + at + n, len - at - n);
+				len -= n;
+				break;
+			case 2: /* insert a byte */
+				if (len < 2 * base + 32) {
+					memmove(buf + at + 1, buf + at, len - at);
+					buf[at] = pieces[rng() % (sizeof(pieces) - 1)];
+					len++;
+				}
+				break;
+			default: /* cut the file short */
+				len = at;
+				break;
+			}
+		}
+		memset(err, 'x', sizeof(err));
+		rc = ctl_config_parse("fuzz.yaml", buf, len, &cfg, err, sizeof(err));
+		if (rc == 0) {
+			ok++;
+			assert_true(cfg.nb_gateways >= 1 && cfg.nb_gateways <= CTL_MAX_GATEWAYS);
+			assert_true(cfg.nb_skills >= 1 && cfg.nb_skills <= CTL_MAX_SKILLS);
+			assert_true(cfg.ip != 0);
+			continue;
+		}
+		if (rc != -EINVAL)
+			fail_msg("seed %llu iteration %d: rc %d", (unsigned long long)seed, iter,
+			         rc);
+		assert_true(strlen(err) < sizeof(err));
+		if (strncmp(err, "fuzz.yaml:", 10) != 0)
+			fail_msg("seed %llu iteration %d: \"%s\"", (unsigned long long)seed, iter,
+			         err);
+	}
+	printf("test_config: %u of 3000 mutated files were still valid\n", ok);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_example_text),
+	        cmocka_unit_test(test_example_file),
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_absent_keys_take_defaults),
+	        cmocka_unit_test(test_every_key_lands),
+	        cmocka_unit_test(test_limits_at_most),
+	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_too_many),
+	        cmocka_unit_test(test_error_quotes_safely),
+	        cmocka_unit_test(test_error_buffer),
+	        cmocka_unit_test(test_failure_leaves_cfg),
+	        cmocka_unit_test(test_file_not_found),
+	        cmocka_unit_test(test_file_errors),
+	        cmocka_unit_test(test_print_keys),
+	        cmocka_unit_test(test_docs_name_every_key),
+	        cmocka_unit_test(test_mutations_never_crash),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
