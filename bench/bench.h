@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench: the gateway client surge-bench and the integration tests speak to
+ * the router with (kernel UDP sockets, plaintext Packets, epoch/seq/ack as in
+ * docs/protocol.md), and a log-bucketed latency histogram.
+ *
+ * Single-threaded: a gw_client and a bench_hist belong to one thread.
+ */
+#ifndef SURGE_BENCH_H
+#define SURGE_BENCH_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "surge.pb-c.h"
+
+/* ---- latency histogram ---------------------------------------------------- */
+
+/*
+ * Values (ns) below 2^BENCH_HIST_SUB_BITS are kept exactly; above, each power
+ * of two is split into 128 buckets, so a value is known to within 1/128
+ * (better than 2 significant digits) up to 2^BENCH_HIST_MAX_EXP ns (137 s).
+ * Larger values land in the last bucket and are counted in `overflow`.
+ */
+#define BENCH_HIST_SUB_BITS 8u
+#define BENCH_HIST_MAX_EXP  37u
+#define BENCH_HIST_BUCKETS                                                                         \
+	((1u << BENCH_HIST_SUB_BITS) +                                                             \
+	 (BENCH_HIST_MAX_EXP - BENCH_HIST_SUB_BITS) * (1u << (BENCH_HIST_SUB_BITS - 1)))
+
+struct bench_hist {
+	uint64_t count;                       /* values recorded */
+	uint64_t min;                         /* smallest value, exact (UINT64_MAX when empty) */
+	uint64_t max;                         /* largest value, exact (0 when empty) */
+	uint64_t overflow;                    /* values above the tracked range */
+	double sum;                           /* for the mean */
+	uint64_t buckets[BENCH_HIST_BUCKETS]; /* counts */
+};
+
+/* Empty the histogram. */
+void bench_hist_init(struct bench_hist *h);
+
+/* Record one value (ns). O(1). */
+void bench_hist_record(struct bench_hist *h, uint64_t value);
+
+/* Add every value of src to dst. */
+void bench_hist_merge(struct bench_hist *dst, const struct bench_hist *src);
+
+/*
+ * The value at percentile p (0..100; clamped): the smallest recorded value
+ * such that at least p% of the values are <= it, reported as the upper end of
+ * its bucket (never above max, never below min). 0 when empty.
+ */
+uint64_t bench_hist_percentile(const struct bench_hist *h, double p);
+
+/* Mean of the recorded values; 0 when empty. */
+double bench_hist_mean(const struct bench_hist *h);
+
+/* Largest recorded value; 0 when empty. */
+uint64_t bench_hist_max(const struct bench_hist *h);
+
+/* Number of recorded values. */
+uint64_t bench_hist_count(const struct bench_hist *h);
+
+/* ---- gateway client ------------------------------------------------------- */
+
+#define GW_DEFAULT_PORT  7700u
+#define GW_MAX_DATAGRAM  1472u      /* UDP payload that fits a 1500-byte MTU unfragmented */
+#define GW_MAX_ENVELOPES 64u        /* per frame (the router's default limit) */
+#define GW_ACK_DELAY_NS  5000000u   /* an owed ack waits this long for a frame to ride on */
+#define GW_RTO_NS        200000000u /* first retransmission of an unacknowledged frame */
+#define GW_MAX_IN_FLIGHT 2048u      /* frames sent and not acknowledged, at most */
+
+/* Counters of one client; all monotonic. */
+struct gw_stats {
+	uint64_t tx_frames;      /* frames with envelopes sent (first transmissions) */
+	uint64_t tx_envelopes;   /* envelopes in them */
+	uint64_t tx_ack_frames;  /* ack-only frames sent */
+	uint64_t tx_retransmits; /* frames sent again for want of an ack */
+	uint64_t tx_bytes;       /* datagram payload bytes sent */
+	uint64_t tx_full;        /* sends deferred: socket buffer full */
+	uint64_t tx_errors; /* sends that failed otherwise (the frame waits for retransmission) */
+	uint64_t tx_window_full; /* gw_add refusals: GW_MAX_IN_FLIGHT frames unacknowledged */
+	uint64_t rx_datagrams;   /* datagrams received */
+	uint64_t rx_frames;      /* new frames with envelopes */
+	uint64_t rx_envelopes;   /* envelopes handed to the callback */
+	uint64_t rx_ack_frames;  /* ack-only frames */
+	uint64_t rx_duplicates;  /* frames received before (acknowledged again, not handed on) */
+	uint64_t
+	        rx_dropped; /* undecodable, oversize, wrong gateway id, stale, old epoch, too far */
+	uint64_t rx_errors; /* receive failures (e.g. ICMP port unreachable) */
+	uint64_t peer_ack;  /* the router's cumulative ack of our frames */
+	uint64_t rx_ack;    /* our cumulative ack of the router's frames */
+};
+
+struct gw_client;
+
+/*
+ * Called for every envelope of every new frame, in order. `env` and what it
+ * points to live until the callback returns. rx_ns: CLOCK_MONOTONIC when the
+ * datagram's batch was read. The callback may gw_add/gw_flush on any client,
+ * never gw_poll or gw_close.
+ */
+typedef void gw_envelope_fn(struct gw_client *c, const Surge__V1__Envelope *env, uint64_t rx_ns,
+                            void *ctx);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t gw_now_ns(void);
+
+/*
+ * Parse "A.B.C.D" or "A.B.C.D:PORT" (port default_port when absent; 0 allowed
+ * only when default_port is 0). Returns 0, or -EINVAL.
+ */
+int gw_parse_addr(const char *text, uint16_t default_port, struct sockaddr_in *out);
+
+/*
+ * A client for gateway `gateway_id`: a UDP socket bound to `local` (NULL: any
+ * address, ephemeral port) and connected to `router`. Its epoch is
+ * CLOCK_REALTIME now. Returns NULL and sets errno: EINVAL (gateway id 0 or no
+ * router), ENOMEM, or the socket/bind/connect error.
+ */
+struct gw_client *gw_open(uint32_t gateway_id, const struct sockaddr_in *router,
+                          const struct sockaddr_in *local);
+
+/* Close the socket and free everything. NULL is a no-op. */
+void gw_close(struct gw_client *c);
+
+/* The socket, for poll(). */
+int gw_fd(const struct gw_client *c);
+
+/* The gateway id. */
+uint32_t gw_id(const struct gw_client *c);
+
+/* The client's counters. */
+const struct gw_stats *gw_stats(const struct gw_client *c);
+
+/* Frames sent and not yet acknowledged by the router. */
+uint64_t gw_unacked(const struct gw_client *c);
+
+/*
+ * Append an envelope to the frame being filled; it is serialized at once, so
+ * env may be freed or reused on return. A full frame (GW_MAX_DATAGRAM bytes or
+ * GW_MAX_ENVELOPES envelopes) is closed and queued; queued frames are sent by
+ * gw_flush, or here once many have gathered. No heap, no syscall per envelope.
+ * Frames are kept until the router acknowledges them and retransmitted until
+ * it does (never given up: a gap would stall the router's cumulative ack).
+ * Returns 0; -EINVAL (NULL or empty envelope); -EMSGSIZE (one envelope larger
+ * than a datagram); -ENOBUFS (GW_MAX_IN_FLIGHT frames await an ack: poll and
+ * try again; nothing was added).
+ */
+int gw_add(struct gw_client *c, const Surge__V1__Envelope *env);
+
+/*
+ * Close the frame being filled and send every queued frame (sendmmsg). A full
+ * socket buffer leaves the rest queued for the next call (counted tx_full).
+ * Returns 0, or a negative errno of the send for other failures (the frames
+ * concerned are treated as sent and left to retransmission).
+ */
+int gw_flush(struct gw_client *c);
+
+/*
+ * Timers: send an ack-only frame when router frames have waited
+ * GW_ACK_DELAY_NS for an ack, retransmit the oldest unacknowledged frame after
+ * GW_RTO_NS (doubling per retry, at most 2 s). gw_poll and gw_poll_set call it.
+ * Returns 0 or a negative errno of the send.
+ */
+int gw_tick(struct gw_client *c, uint64_t now_ns);
+
+/*
+ * Wait up to timeout_ns (0: do not wait; the wait is cut short when an ack
+ * falls due) for datagrams on any of the n clients, read them in batches
+ * (recvmmsg), call fn per envelope of each new frame, then run every
+ * client's timers. Returns the number of envelopes handed to fn, or -EINVAL
+ * (n == 0 or > GW_POLL_MAX) or another negative errno of ppoll.
+ */
+#define GW_POLL_MAX 64u
+int gw_poll_set(struct gw_client *const *cs, unsigned n, uint64_t timeout_ns, gw_envelope_fn *fn,
+                void *ctx);
+
+/* gw_poll_set for one client, timeout in ms. */
+int gw_poll(struct gw_client *c, int timeout_ms, gw_envelope_fn *fn, void *ctx);
+
+#endif /* SURGE_BENCH_H */
