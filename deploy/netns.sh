@@ -58,6 +58,7 @@ surge_ns_down() {
 }
 
 # surge_config PREFIX N OUT [extra yaml]: write a router configuration for the topology.
+# Gateways: 1 customer, 2 agent, 11-14 customers, 21-24 agents (for multi-gateway runs).
 surge_config() {
 	local p=$1 n=$2 out=$3 extra=${4:-}
 	cat >"$out" <<YAML
@@ -84,13 +85,43 @@ gateways:
     role: agent
     plaintext: true
     allow: 10.77.${n}.0/24
-  - id: 3
-    name: app
+  - id: 11
+    name: customer11
     role: customer
     plaintext: true
     allow: 10.77.${n}.0/24
-  - id: 4
-    name: workbench2
+  - id: 12
+    name: customer12
+    role: customer
+    plaintext: true
+    allow: 10.77.${n}.0/24
+  - id: 13
+    name: customer13
+    role: customer
+    plaintext: true
+    allow: 10.77.${n}.0/24
+  - id: 14
+    name: customer14
+    role: customer
+    plaintext: true
+    allow: 10.77.${n}.0/24
+  - id: 21
+    name: agent21
+    role: agent
+    plaintext: true
+    allow: 10.77.${n}.0/24
+  - id: 22
+    name: agent22
+    role: agent
+    plaintext: true
+    allow: 10.77.${n}.0/24
+  - id: 23
+    name: agent23
+    role: agent
+    plaintext: true
+    allow: 10.77.${n}.0/24
+  - id: 24
+    name: agent24
     role: agent
     plaintext: true
     allow: 10.77.${n}.0/24

@@ -31,6 +31,7 @@ static const char *const rt_drop_names[RT_DROP_MAX] = {
 	[RT_DROP_MULTI_SEGMENT] = "multi_segment",   [RT_DROP_TX_NO_PEER] = "tx_no_peer",
 	[RT_DROP_TX_NO_MBUF] = "tx_no_mbuf",         [RT_DROP_TX_ARENA_FULL] = "tx_arena_full",
 	[RT_DROP_TX_OVERSIZE] = "tx_oversize",       [RT_DROP_TX_PORT] = "tx_port",
+	[RT_DROP_TX_TRIMMED] = "tx_transcript_trimmed",
 };
 
 static inline struct disp_str rt_str(const char *s)
@@ -155,60 +156,6 @@ out_reset:
 	gw->ack_owed = false;
 }
 
-/*
- * Assigned is the one answer that can outgrow a datagram (transcript and
- * backlog). Shed the oldest backlog first, then shorten the transcript:
- * the agent still gets the session, the question and the latest messages.
- */
-static size_t rt_fit_assigned(Surge__V1__Envelope *env, size_t budget)
-{
-	Surge__V1__Assigned *a = env->assigned;
-	size_t size = protobuf_c_message_get_packed_size(&env->base);
-
-	while (size > budget && a->n_backlog > 0) {
-		a->backlog++;
-		a->n_backlog--;
-		size = protobuf_c_message_get_packed_size(&env->base);
-	}
-	if (size > budget && a->bot_transcript) {
-		size_t len = strlen(a->bot_transcript);
-		size_t over = size - budget;
-
-		/* cut on a UTF-8 boundary */
-		len = over >= len ? 0 : len - over;
-		while (len > 0 && ((unsigned char)a->bot_transcript[len] & 0xC0) == 0x80)
-			len--;
-		a->bot_transcript[len] = '\0';
-		size = protobuf_c_message_get_packed_size(&env->base);
-	}
-	return size;
-}
-
-/* Add an envelope to the gateway's frame, flushing first when it would not fit. */
-static void rt_queue(struct rt_router *rt, struct rt_gateway *gw, Surge__V1__Envelope *env)
-{
-	size_t size = protobuf_c_message_get_packed_size(&env->base);
-	size_t need;
-
-	if (unlikely(size + 4 > rt->frame_budget)) {
-		if (env->body_case == SURGE__V1__ENVELOPE__BODY_ASSIGNED)
-			size = rt_fit_assigned(env, rt->frame_budget - 4);
-		if (size + 4 > rt->frame_budget) {
-			rt->rt_drops[RT_DROP_TX_OVERSIZE]++;
-			return;
-		}
-	}
-	need = 1 + rt_varint_len(size) + size;
-	if (gw->nb_pending == rt->cfg->envelopes_per_frame ||
-	    gw->pending_bytes + need > rt->frame_budget)
-		rt_flush_gw(rt, gw);
-	gw->pending[gw->nb_pending++] = env;
-	gw->pending_bytes += need;
-	rt_mark_dirty(rt, gw);
-}
-
-/* ---- dispatch answers to envelopes ---------------------------------------- */
-
 /* Allocate a message in the tx arena, initialised from its INIT value. */
 static void *rt_new(struct rt_router *rt, size_t size, const void *init)
 {
@@ -220,6 +167,83 @@ static void *rt_new(struct rt_router *rt, size_t size, const void *init)
 }
 
 #define RT_NEW(rt, type, init) ((type *)rt_new((rt), sizeof(type), &(type)init))
+
+static void rt_queue(struct rt_router *rt, struct rt_gateway *gw, Surge__V1__Envelope *env);
+
+/*
+ * Assigned is the one answer that can outgrow a datagram (transcript and
+ * backlog). The backlog entries that do not fit travel right after it, in
+ * order, as Deliver envelopes: no held message is lost. What still does not
+ * fit is the robot transcript, which is shortened (and counted).
+ */
+static size_t rt_fit_assigned(struct rt_router *rt, struct rt_gateway *gw,
+			      Surge__V1__Envelope *env, size_t budget)
+{
+	Surge__V1__Assigned *a = env->assigned;
+	Surge__V1__Deliver **rest = NULL;
+	size_t nb_rest = 0;
+	size_t size = protobuf_c_message_get_packed_size(&env->base);
+
+	while (size > budget && a->n_backlog > 0) {
+		a->n_backlog--;
+		nb_rest++;
+		rest = &a->backlog[a->n_backlog];
+		size = protobuf_c_message_get_packed_size(&env->base);
+	}
+	if (size > budget && a->bot_transcript) {
+		size_t len = strlen(a->bot_transcript);
+		size_t over = size - budget;
+
+		/* cut on a UTF-8 boundary */
+		len = over >= len ? 0 : len - over;
+		while (len > 0 && ((unsigned char)a->bot_transcript[len] & 0xC0) == 0x80)
+			len--;
+		a->bot_transcript[len] = '\0';
+		rt->rt_drops[RT_DROP_TX_TRIMMED]++;
+		size = protobuf_c_message_get_packed_size(&env->base);
+	}
+	if (size > budget)
+		return size;
+	/* the Assigned first, then what it could not carry */
+	rt_queue(rt, gw, env);
+	for (size_t i = 0; i < nb_rest; i++) {
+		Surge__V1__Envelope *d =
+			RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
+
+		if (!d) {
+			rt->rt_drops[RT_DROP_TX_ARENA_FULL] += nb_rest - i;
+			break;
+		}
+		d->body_case = SURGE__V1__ENVELOPE__BODY_DELIVER;
+		d->deliver = rest[i];
+		rt_queue(rt, gw, d);
+	}
+	return 0;
+}
+
+/* Add an envelope to the gateway's frame, flushing first when it would not fit. */
+static void rt_queue(struct rt_router *rt, struct rt_gateway *gw, Surge__V1__Envelope *env)
+{
+	size_t size = protobuf_c_message_get_packed_size(&env->base);
+	size_t need;
+
+	if (unlikely(size + 4 > rt->frame_budget)) {
+		if (env->body_case == SURGE__V1__ENVELOPE__BODY_ASSIGNED &&
+		    rt_fit_assigned(rt, gw, env, rt->frame_budget - 4) == 0)
+			return;
+		rt->rt_drops[RT_DROP_TX_OVERSIZE]++;
+		return;
+	}
+	need = 1 + rt_varint_len(size) + size;
+	if (gw->nb_pending == rt->cfg->envelopes_per_frame ||
+	    gw->pending_bytes + need > rt->frame_budget)
+		rt_flush_gw(rt, gw);
+	gw->pending[gw->nb_pending++] = env;
+	gw->pending_bytes += need;
+	rt_mark_dirty(rt, gw);
+}
+
+/* ---- dispatch answers to envelopes ---------------------------------------- */
 
 /* Copy a borrowed string into the tx arena; "" when empty. NULL when full. */
 static char *rt_dup(struct rt_router *rt, struct disp_str s)
@@ -539,6 +563,7 @@ static void rt_datagram(struct rt_router *rt, const struct net_rx *rx)
 	enum wire_drop_reason reason;
 	struct rt_gateway *gw;
 	const struct wire_gateway_conf *conf;
+	uint64_t epoch_before;
 
 	rt->rx_datagrams++;
 	if (wire_decode(&rt->rx_arena, rx->payload, rx->payload_len, &packet, &frame, &reason) <
@@ -565,8 +590,14 @@ static void rt_datagram(struct rt_router *rt, const struct net_rx *rx)
 		return;
 	}
 
+	epoch_before = gw->rx.started ? gw->rx.epoch : 0;
 	switch (wire_rx_seq_accept(&gw->rx, frame->epoch, frame->seq)) {
 	case WIRE_SEQ_NEW:
+		if (gw->rx.epoch != epoch_before) {
+			/* a new instance of the gateway knows nothing of our numbering */
+			gw->tx_seq = 0;
+			gw->peer_acked = 0;
+		}
 		break;
 	case WIRE_SEQ_ACK_ONLY:
 		goto out_seen;

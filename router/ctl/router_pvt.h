@@ -49,6 +49,7 @@ enum rt_drop_reason {
 	RT_DROP_TX_ARENA_FULL,    /* too many answers in one burst */
 	RT_DROP_TX_OVERSIZE,      /* one envelope larger than a datagram */
 	RT_DROP_TX_PORT,          /* the port did not take the frame */
+	RT_DROP_TX_TRIMMED,       /* a robot transcript shortened to fit a datagram (not a drop) */
 	RT_DROP_MAX
 };
 
