@@ -33,20 +33,20 @@ enum net_verdict {
 /* Why a received frame was dropped; each has a counter in the router. */
 enum net_drop_reason {
 	NET_DROP_NONE = 0,
-	NET_DROP_RUNT,          /* shorter than an Ethernet header */
-	NET_DROP_ETHERTYPE,     /* neither IPv4 nor ARP */
-	NET_DROP_ARP_MALFORMED, /* not Ethernet/IPv4 ARP, or truncated */
-	NET_DROP_ARP_IGNORED,   /* an ARP reply, or a request for another address */
-	NET_DROP_IP_MALFORMED,  /* bad version, header length or total length */
-	NET_DROP_IP_CHECKSUM,   /* IPv4 header checksum wrong */
-	NET_DROP_IP_FRAGMENT,   /* fragments are not reassembled: datagrams fit the MTU */
-	NET_DROP_IP_NOT_US,     /* destination is not our address */
-	NET_DROP_IP_PROTO,      /* neither UDP nor ICMP */
+	NET_DROP_RUNT,           /* shorter than an Ethernet header */
+	NET_DROP_ETHERTYPE,      /* neither IPv4 nor ARP */
+	NET_DROP_ARP_MALFORMED,  /* not Ethernet/IPv4 ARP, or truncated */
+	NET_DROP_ARP_IGNORED,    /* an ARP reply, or a request for another address */
+	NET_DROP_IP_MALFORMED,   /* bad version, header length or total length */
+	NET_DROP_IP_CHECKSUM,    /* IPv4 header checksum wrong */
+	NET_DROP_IP_FRAGMENT,    /* fragments are not reassembled: datagrams fit the MTU */
+	NET_DROP_IP_NOT_US,      /* destination is not our address */
+	NET_DROP_IP_PROTO,       /* neither UDP nor ICMP */
 	NET_DROP_ICMP_MALFORMED, /* truncated or checksum wrong */
-	NET_DROP_ICMP_IGNORED,  /* an ICMP type other than echo request */
-	NET_DROP_UDP_MALFORMED, /* truncated or length field inconsistent */
-	NET_DROP_UDP_CHECKSUM,  /* UDP checksum present and wrong */
-	NET_DROP_UDP_PORT,      /* not our UDP port */
+	NET_DROP_ICMP_IGNORED,   /* an ICMP type other than echo request */
+	NET_DROP_UDP_MALFORMED,  /* truncated or length field inconsistent */
+	NET_DROP_UDP_CHECKSUM,   /* UDP checksum present and wrong */
+	NET_DROP_UDP_PORT,       /* not our UDP port */
 	NET_DROP_MAX
 };
 
@@ -64,10 +64,14 @@ struct net_rx {
  * port). For ARP requests and ICMP echo requests the reply is written over
  * the frame in place (addresses swapped, checksums recomputed) and its length
  * put in rx->reply_len; the caller sends the same buffer back.
+ * ARP may come broadcast or to self->mac; its reply is 42 bytes (the NIC pads
+ * it to the 60-byte minimum). IPv4 must come unicast to self->mac, else it is
+ * NET_DROP_IP_NOT_US. Trailing Ethernet padding after the IPv4 total length
+ * is ignored. The frame is left untouched unless a reply is built.
  * Never reads beyond `len`; any input is safe.
  */
 enum net_verdict net_classify(uint8_t *frame, size_t len, const struct net_addr *self,
-			      struct net_rx *rx);
+                              struct net_rx *rx);
 
 /* Bytes of Ethernet + IPv4 + UDP headers in front of a payload. */
 #define NET_UDP_HDR_LEN 42u
@@ -80,7 +84,7 @@ enum net_verdict net_classify(uint8_t *frame, size_t len, const struct net_addr 
  * or the IPv4 total length would exceed 65535.
  */
 int net_build_udp(uint8_t *buf, size_t cap, const struct net_addr *src, const struct net_addr *dst,
-		  const void *payload, size_t payload_len);
+                  const void *payload, size_t payload_len);
 
 /* A short lower-case name of a drop reason, for counters and logs. */
 const char *net_drop_reason_name(enum net_drop_reason reason);
@@ -95,26 +99,27 @@ int net_ip_parse(const char *text, uint32_t *ip);
 
 /* Settings of the one port; zero fields take the defaults in brackets. */
 struct net_port_conf {
-	uint16_t port_id;   /* DPDK port id (after rte_eal_init, vdevs come first) [0] */
-	uint16_t rx_desc;   /* rx descriptors [1024] */
-	uint16_t tx_desc;   /* tx descriptors [1024] */
-	uint32_t nb_mbufs;  /* mbufs in the pool [8191] */
-	uint16_t mtu;       /* IP MTU; payloads larger than mtu - 28 are refused [1500] */
+	uint16_t port_id;  /* DPDK port id (after rte_eal_init, vdevs come first) [0] */
+	uint16_t rx_desc;  /* rx descriptors [1024] */
+	uint16_t tx_desc;  /* tx descriptors [1024] */
+	uint32_t nb_mbufs; /* mbufs in the pool [8191] */
+	uint16_t mtu;      /* IP MTU; payloads larger than mtu - 28 are refused [1500] */
 };
 
 struct net_port {
-	uint16_t port_id;          /* DPDK port id */
-	uint16_t mtu;              /* IP MTU in force */
-	uint8_t mac[6];            /* the port's Ethernet address */
-	struct rte_mempool *pool;  /* mbufs for rx and tx */
-	uint64_t tx_dropped;       /* frames the port did not take (partial tx_burst) */
+	uint16_t port_id;         /* DPDK port id */
+	uint16_t mtu;             /* IP MTU in force */
+	uint8_t mac[6];           /* the port's Ethernet address */
+	struct rte_mempool *pool; /* mbufs for rx and tx */
+	uint64_t tx_dropped;      /* frames the port did not take (partial tx_burst) */
 };
 
 /*
  * Configure and start the port (one rx and one tx queue, promiscuous off).
  * Call after rte_eal_init(). Returns 0, or a negative errno: -ENODEV when
  * the port id does not exist, -ENOMEM when the mbuf pool cannot be created,
- * or what the driver returned.
+ * -EINVAL when conf->mtu is outside 68..9000, or what the driver returned.
+ * On failure nothing stays allocated (the device may have been closed).
  */
 int net_port_open(struct net_port *port, const struct net_port_conf *conf);
 
