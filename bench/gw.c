@@ -181,9 +181,14 @@ struct gw_client *gw_open(uint32_t gateway_id, const struct sockaddr_in *router,
 	c->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		goto out_free_arena;
-	/* best effort: bursts of frames both ways; the kernel caps these at [rw]mem_max */
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	/*
+	 * Best effort: bursts of frames both ways. The *FORCE variants (root, as
+	 * in the test namespaces) pass the host's [rw]mem_max without changing it.
+	 */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 	if (local && bind(c->fd, (const struct sockaddr *)local, sizeof(*local)) < 0)
 		goto out_close_fd;
 	if (connect(c->fd, (const struct sockaddr *)router, sizeof(*router)) < 0)

@@ -14,7 +14,7 @@ packages=(
 	libcmocka-dev
 	libssl-dev
 	libyaml-dev
-	iproute2 ethtool procps python3
+	iproute2 iputils-ping ethtool procps python3
 	clang-format clang-tidy cppcheck
 )
 

@@ -36,9 +36,6 @@ surge_ns_up() {
 		ip netns exec "${p}gw" ethtool -K "${p}g0" tx off rx off >/dev/null 2>&1
 		ip netns exec "${p}rt" ethtool -K "${p}r0" tx off rx off >/dev/null 2>&1
 	fi
-	# Gateways send a burst of datagrams at once: give their socket room.
-	ip netns exec "${p}gw" sysctl -qw net.core.rmem_max=33554432 net.core.wmem_max=33554432
-	ip netns exec "${p}gw" sysctl -qw net.core.rmem_default=8388608 net.core.wmem_default=8388608
 	return 0
 }
 

@@ -61,7 +61,7 @@ static int worker_main(void *arg)
 	struct run *run = arg;
 	struct rt_router *rt = &run->rt;
 	struct rte_mbuf *pkts[RX_BURST];
-	const uint64_t tick_tsc = rte_get_tsc_hz() / 100; /* 10 ms */
+	const uint64_t tick_tsc = rte_get_tsc_hz() / 1000; /* 1 ms: the delayed-ack bound */
 	const uint64_t stats_tsc = rte_get_tsc_hz() / 1000 * run->cfg->stats_interval_ms;
 	uint64_t prev_tick = rte_rdtsc(), prev_stats = prev_tick;
 

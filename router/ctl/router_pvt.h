@@ -94,10 +94,13 @@ void rt_set_time(struct rt_router *rt, uint64_t now_ms);
 /* Handle one received Ethernet frame; the mbuf is consumed (freed or sent back). */
 void rt_rx_frame(struct rt_router *rt, struct rte_mbuf *m);
 
-/* End of burst: flush every gateway's pending frame and acks, send, reset arenas. */
+/* End of burst: flush every gateway's pending frame (acks piggybacked), send, reset arenas. */
 void rt_end_burst(struct rt_router *rt);
 
-/* Periodic work: gateways silent past their timeout are declared down. */
+/*
+ * Periodic work, every millisecond: acks still owed go out as ack-only
+ * frames; gateways silent past their timeout are declared down.
+ */
 void rt_tick(struct rt_router *rt);
 
 /* Write every counter in Prometheus text format. */
