@@ -295,7 +295,9 @@ cfg_vfail(struct cfg_ctx *c, size_t line, const char *path, const char *fmt, va_
 	else
 		n = snprintf(c->err, c->errlen, "%s:%zu: ", c->name, line);
 	if (n >= 0 && (size_t)n < c->errlen)
-		vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+		/* clang-analyzer 14 loses track of va_start in the caller */
+		vsnprintf(c->err + n, c->errlen - (size_t)n, fmt,
+		          ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	return -EINVAL;
 }
 
@@ -713,7 +715,7 @@ __attribute__((format(printf, 2, 3))) static void cfg_pathf(char *buf, const cha
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(buf, CFG_PATH_MAX, fmt, ap);
+	n = vsnprintf(buf, CFG_PATH_MAX, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	if (n >= CFG_PATH_MAX)
 		memcpy(buf + CFG_PATH_MAX - 4, "...", 4);

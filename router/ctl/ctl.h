@@ -21,17 +21,17 @@
 
 struct ctl_config {
 	/* router: */
-	uint32_t ip;        /* router's IPv4 address, network order (required) */
-	uint16_t udp_port;  /* UDP port [7700] */
-	uint16_t mtu;       /* IP MTU of the port [1500] */
+	uint32_t ip;       /* router's IPv4 address, network order (required) */
+	uint16_t udp_port; /* UDP port [7700] */
+	uint16_t mtu;      /* IP MTU of the port [1500] */
 
 	/* dpdk: */
 	char eal_args[CTL_MAX_EAL_ARGS][CTL_ARG_LEN]; /* EAL arguments, before any given after -- */
 	uint32_t nb_eal_args;
-	uint16_t port_id;   /* DPDK port id [0] */
-	uint32_t nb_mbufs;  /* mbuf pool size [8191] */
-	uint16_t rx_desc;   /* [1024] */
-	uint16_t tx_desc;   /* [1024] */
+	uint16_t port_id;  /* DPDK port id [0] */
+	uint32_t nb_mbufs; /* mbuf pool size [8191] */
+	uint16_t rx_desc;  /* [1024] */
+	uint16_t tx_desc;  /* [1024] */
 
 	/* limits: */
 	uint32_t max_agents;          /* [1024] */
@@ -72,7 +72,7 @@ int ctl_config_load(const char *path, struct ctl_config *cfg, char *err, size_t 
 
 /* Same as ctl_config_load, from a YAML text in memory (name used in messages). */
 int ctl_config_parse(const char *name, const char *text, size_t len, struct ctl_config *cfg,
-		     char *err, size_t errlen);
+                     char *err, size_t errlen);
 
 /* Print every configuration key with its type, default and meaning (for --help). */
 void ctl_config_print_keys(void *file);

@@ -97,27 +97,27 @@ static int worker_main(void *arg)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: surge-router -c FILE [options] [-- EAL options]\n"
-		"\n"
-		"The routing tier of a customer-service platform: receives gateways' UDP\n"
-		"datagrams (one protobuf surge.v1.Packet each) on a DPDK port and routes\n"
-		"every conversation to an agent of the right skill group.\n"
-		"\n"
-		"options:\n"
-		"  -c, --config FILE   YAML configuration (see docs/configuration.md); required\n"
-		"      --check         validate the configuration, print a summary and exit\n"
-		"  -h, --help          this text, then every configuration key\n"
-		"  -V, --version       print the version and exit\n"
-		"\n"
-		"EAL options after -- are appended to dpdk.eal from the configuration, e.g.\n"
-		"  surge-router -c surge.yaml -- --no-huge --no-pci -m 512 "
-		"--vdev=net_af_packet0,iface=veth0\n"
-		"\n"
-		"signals: SIGINT/SIGTERM stop cleanly (exit 0); SIGUSR1 prints every counter\n"
-		"(Prometheus text format) on stdout. Counters are also printed on exit.\n"
-		"The line \"surge-router: ready ...\" on stdout says it is serving.\n"
-		"\n"
-		"configuration keys:\n");
+	        "usage: surge-router -c FILE [options] [-- EAL options]\n"
+	        "\n"
+	        "The routing tier of a customer-service platform: receives gateways' UDP\n"
+	        "datagrams (one protobuf surge.v1.Packet each) on a DPDK port and routes\n"
+	        "every conversation to an agent of the right skill group.\n"
+	        "\n"
+	        "options:\n"
+	        "  -c, --config FILE   YAML configuration (see docs/configuration.md); required\n"
+	        "      --check         validate the configuration, print a summary and exit\n"
+	        "  -h, --help          this text, then every configuration key\n"
+	        "  -V, --version       print the version and exit\n"
+	        "\n"
+	        "EAL options after -- are appended to dpdk.eal from the configuration, e.g.\n"
+	        "  surge-router -c surge.yaml -- --no-huge --no-pci -m 512 "
+	        "--vdev=net_af_packet0,iface=veth0\n"
+	        "\n"
+	        "signals: SIGINT/SIGTERM stop cleanly (exit 0); SIGUSR1 prints every counter\n"
+	        "(Prometheus text format) on stdout. Counters are also printed on exit.\n"
+	        "The line \"surge-router: ready ...\" on stdout says it is serving.\n"
+	        "\n"
+	        "configuration keys:\n");
 	ctl_config_print_keys(out);
 }
 
@@ -133,11 +133,11 @@ static void print_summary(const struct ctl_config *cfg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"check", no_argument, NULL, 'k'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {NULL, 0, NULL, 0},
 	};
 	static struct ctl_config cfg;
 	static struct run run;
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 	ret = rte_eal_init(eal_argc, eal_argv);
 	if (ret < 0) {
 		fprintf(stderr, "surge-router: cannot initialise DPDK EAL: %s\n",
-			rte_strerror(rte_errno));
+		        rte_strerror(rte_errno));
 		return EXIT_FAILURE;
 	}
 
@@ -201,16 +201,17 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, on_signal);
 
 	pconf = (struct net_port_conf){
-		.port_id = cfg.port_id,
-		.rx_desc = cfg.rx_desc,
-		.tx_desc = cfg.tx_desc,
-		.nb_mbufs = cfg.nb_mbufs,
-		.mtu = cfg.mtu,
+	        .port_id = cfg.port_id,
+	        .rx_desc = cfg.rx_desc,
+	        .tx_desc = cfg.tx_desc,
+	        .nb_mbufs = cfg.nb_mbufs,
+	        .mtu = cfg.mtu,
 	};
 	ret = net_port_open(&run.port, &pconf);
 	if (ret < 0) {
-		fprintf(stderr, "surge-router: cannot open DPDK port %u: %s (%u port(s) available)\n",
-			cfg.port_id, strerror(-ret), rte_eth_dev_count_avail());
+		fprintf(stderr,
+		        "surge-router: cannot open DPDK port %u: %s (%u port(s) available)\n",
+		        cfg.port_id, strerror(-ret), rte_eth_dev_count_avail());
 		goto out_cleanup_eal;
 	}
 	run.cfg = &cfg;

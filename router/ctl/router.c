@@ -27,11 +27,15 @@
 #define RT_FRAME_OVERHEAD (4u * 11u + 6u + 4u)
 
 static const char *const rt_drop_names[RT_DROP_MAX] = {
-	[RT_DROP_ROLE_REFUSED] = "role_refused",     [RT_DROP_EMPTY_ENVELOPE] = "empty_envelope",
-	[RT_DROP_MULTI_SEGMENT] = "multi_segment",   [RT_DROP_TX_NO_PEER] = "tx_no_peer",
-	[RT_DROP_TX_NO_MBUF] = "tx_no_mbuf",         [RT_DROP_TX_ARENA_FULL] = "tx_arena_full",
-	[RT_DROP_TX_OVERSIZE] = "tx_oversize",       [RT_DROP_TX_PORT] = "tx_port",
-	[RT_DROP_TX_TRIMMED] = "tx_transcript_trimmed",
+        [RT_DROP_ROLE_REFUSED] = "role_refused",
+        [RT_DROP_EMPTY_ENVELOPE] = "empty_envelope",
+        [RT_DROP_MULTI_SEGMENT] = "multi_segment",
+        [RT_DROP_TX_NO_PEER] = "tx_no_peer",
+        [RT_DROP_TX_NO_MBUF] = "tx_no_mbuf",
+        [RT_DROP_TX_ARENA_FULL] = "tx_arena_full",
+        [RT_DROP_TX_OVERSIZE] = "tx_oversize",
+        [RT_DROP_TX_PORT] = "tx_port",
+        [RT_DROP_TX_TRIMMED] = "tx_transcript_trimmed",
 };
 
 static inline struct disp_str rt_str(const char *s)
@@ -132,14 +136,14 @@ static void rt_flush_gw(struct rt_router *rt, struct rt_gateway *gw)
 	if (room > (size_t)rt->port->mtu + 14u)
 		room = (size_t)rt->port->mtu + 14u;
 	plen = wire_encode_plain(gw->conf->id, &frame, data + NET_UDP_HDR_LEN,
-				 room - NET_UDP_HDR_LEN);
+	                         room - NET_UDP_HDR_LEN);
 	if (unlikely(plen < 0)) {
 		rt->rt_drops[RT_DROP_TX_OVERSIZE] += gw->nb_pending;
 		rte_pktmbuf_free(m);
 		goto out_reset;
 	}
 	flen = net_build_udp(data, room, &rt->self, &gw->peer, data + NET_UDP_HDR_LEN,
-			     (size_t)plen);
+	                     (size_t)plen);
 	if (unlikely(flen < 0)) {
 		rt->rt_drops[RT_DROP_TX_OVERSIZE] += gw->nb_pending;
 		rte_pktmbuf_free(m);
@@ -176,8 +180,8 @@ static void rt_queue(struct rt_router *rt, struct rt_gateway *gw, Surge__V1__Env
  * order, as Deliver envelopes: no held message is lost. What still does not
  * fit is the robot transcript, which is shortened (and counted).
  */
-static size_t rt_fit_assigned(struct rt_router *rt, struct rt_gateway *gw,
-			      Surge__V1__Envelope *env, size_t budget)
+static size_t rt_fit_assigned(struct rt_router *rt, struct rt_gateway *gw, Surge__V1__Envelope *env,
+                              size_t budget)
 {
 	Surge__V1__Assigned *a = env->assigned;
 	Surge__V1__Deliver **rest = NULL;
@@ -207,8 +211,7 @@ static size_t rt_fit_assigned(struct rt_router *rt, struct rt_gateway *gw,
 	/* the Assigned first, then what it could not carry */
 	rt_queue(rt, gw, env);
 	for (size_t i = 0; i < nb_rest; i++) {
-		Surge__V1__Envelope *d =
-			RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
+		Surge__V1__Envelope *d = RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
 
 		if (!d) {
 			rt->rt_drops[RT_DROP_TX_ARENA_FULL] += nb_rest - i;
@@ -252,7 +255,7 @@ static char *rt_dup(struct rt_router *rt, struct disp_str s)
 }
 
 static Surge__V1__Deliver *rt_deliver(struct rt_router *rt, const struct disp_msg *msg,
-				      uint64_t session_id)
+                                      uint64_t session_id)
 {
 	Surge__V1__Deliver *d = RT_NEW(rt, Surge__V1__Deliver, SURGE__V1__DELIVER__INIT);
 
@@ -292,7 +295,8 @@ static Surge__V1__Assigned *rt_assigned(struct rt_router *rt, const struct disp_
 	if (!a->customer_id || !a->question || !a->bot_transcript)
 		return NULL;
 	if (o->nb_backlog) {
-		a->backlog = wire_arena_alloc(&rt->tx_arena, o->nb_backlog * sizeof(*a->backlog));
+		a->backlog = wire_arena_alloc(&rt->tx_arena,
+		                              o->nb_backlog * sizeof(Surge__V1__Deliver *));
 		if (!a->backlog)
 			return NULL;
 		for (uint32_t i = 0; i < o->nb_backlog; i++) {
@@ -314,7 +318,7 @@ static Surge__V1__Envelope *rt_envelope(struct rt_router *rt, const struct disp_
 	switch (o->kind) {
 	case DISP_OUT_QUEUED: {
 		Surge__V1__SessionQueued *q =
-			RT_NEW(rt, Surge__V1__SessionQueued, SURGE__V1__SESSION_QUEUED__INIT);
+		        RT_NEW(rt, Surge__V1__SessionQueued, SURGE__V1__SESSION_QUEUED__INIT);
 		if (!q)
 			return NULL;
 		q->open_ref = o->open_ref;
@@ -339,7 +343,7 @@ static Surge__V1__Envelope *rt_envelope(struct rt_router *rt, const struct disp_
 		break;
 	case DISP_OUT_CLOSED: {
 		Surge__V1__SessionClosed *c =
-			RT_NEW(rt, Surge__V1__SessionClosed, SURGE__V1__SESSION_CLOSED__INIT);
+		        RT_NEW(rt, Surge__V1__SessionClosed, SURGE__V1__SESSION_CLOSED__INIT);
 		if (!c)
 			return NULL;
 		c->session_id = o->session_id;
@@ -353,7 +357,7 @@ static Surge__V1__Envelope *rt_envelope(struct rt_router *rt, const struct disp_
 	}
 	case DISP_OUT_AGENT_STATE: {
 		Surge__V1__AgentStateResult *r = RT_NEW(rt, Surge__V1__AgentStateResult,
-							SURGE__V1__AGENT_STATE_RESULT__INIT);
+		                                        SURGE__V1__AGENT_STATE_RESULT__INIT);
 		if (!r)
 			return NULL;
 		r->agent_id = rt_dup(rt, o->agent_id);
@@ -418,14 +422,14 @@ static void rt_emit(void *ctx, const struct disp_out *out)
 
 /* An Error the router itself answers with (before dispatch is involved). */
 static void rt_error(struct rt_router *rt, struct rt_gateway *gw, enum disp_error code,
-		     const char *detail, uint64_t ref)
+                     const char *detail, uint64_t ref)
 {
 	struct disp_out o = {
-		.kind = DISP_OUT_ERROR,
-		.gateway_id = gw->conf->id,
-		.error = code,
-		.detail = rt_str(detail),
-		.ref = ref,
+	        .kind = DISP_OUT_ERROR,
+	        .gateway_id = gw->conf->id,
+	        .error = code,
+	        .detail = rt_str(detail),
+	        .ref = ref,
 	};
 
 	rt_emit(rt, &o);
@@ -457,10 +461,10 @@ static void rt_login(struct rt_router *rt, uint32_t gw, const Surge__V1__AgentLo
 {
 	struct disp_skill_level levels[CTL_MAX_SKILLS];
 	struct disp_login req = {
-		.agent_id = rt_str(l->agent_id),
-		.tenant = rt_str(l->tenant),
-		.skills = levels,
-		.max_sessions = l->max_sessions,
+	        .agent_id = rt_str(l->agent_id),
+	        .tenant = rt_str(l->tenant),
+	        .skills = levels,
+	        .max_sessions = l->max_sessions,
 	};
 	size_t n = l->n_skills < CTL_MAX_SKILLS ? l->n_skills : CTL_MAX_SKILLS;
 
@@ -473,7 +477,7 @@ static void rt_login(struct rt_router *rt, uint32_t gw, const Surge__V1__AgentLo
 }
 
 static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
-			   const Surge__V1__Envelope *env)
+                           const Surge__V1__Envelope *env)
 {
 	uint32_t id = gw->conf->id;
 	uint64_t now = rt->now_ms;
@@ -486,22 +490,22 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 	if (unlikely(!rt_role_allows(gw->conf->role, env->body_case))) {
 		rt->rt_drops[RT_DROP_ROLE_REFUSED]++;
 		rt_error(rt, gw, DISP_ERR_FORBIDDEN, "envelope kind not allowed for this gateway",
-			 0);
+		         0);
 		return;
 	}
 	switch (env->body_case) {
 	case SURGE__V1__ENVELOPE__BODY_SESSION_OPEN: {
 		const Surge__V1__SessionOpen *s = env->session_open;
 		struct disp_open req = {
-			.open_ref = s->open_ref,
-			.customer_id = rt_str(s->customer_id),
-			.tenant = rt_str(s->tenant),
-			.skill = rt_str(s->skill),
-			.channel = (uint32_t)s->channel,
-			.priority = s->priority,
-			.language = rt_str(s->language),
-			.question = rt_str(s->question),
-			.bot_transcript = rt_str(s->bot_transcript),
+		        .open_ref = s->open_ref,
+		        .customer_id = rt_str(s->customer_id),
+		        .tenant = rt_str(s->tenant),
+		        .skill = rt_str(s->skill),
+		        .channel = (uint32_t)s->channel,
+		        .priority = s->priority,
+		        .language = rt_str(s->language),
+		        .question = rt_str(s->question),
+		        .bot_transcript = rt_str(s->bot_transcript),
 		};
 		disp_session_open(rt->disp, id, &req, now);
 		break;
@@ -509,13 +513,13 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 	case SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE: {
 		const Surge__V1__CustomerMessage *c = env->customer_message;
 		disp_customer_message(rt->disp, id, c->session_id, c->msg_id, rt_str(c->text),
-				      rt_str(c->attachment_ref), now);
+		                      rt_str(c->attachment_ref), now);
 		break;
 	}
 	case SURGE__V1__ENVELOPE__BODY_SESSION_END: {
 		const Surge__V1__SessionEnd *s = env->session_end;
 		disp_session_end(rt->disp, id, s->session_id, (uint32_t)s->rating, s->complaint,
-				 rt_str(s->comment), now);
+		                 rt_str(s->comment), now);
 		break;
 	}
 	case SURGE__V1__ENVELOPE__BODY_AGENT_LOGIN:
@@ -523,24 +527,24 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 		break;
 	case SURGE__V1__ENVELOPE__BODY_AGENT_STATE:
 		disp_agent_state(rt->disp, id, rt_str(env->agent_state->agent_id),
-				 (enum disp_agent_state)env->agent_state->state, now);
+		                 (enum disp_agent_state)env->agent_state->state, now);
 		break;
 	case SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE: {
 		const Surge__V1__AgentMessage *a = env->agent_message;
 		disp_agent_message(rt->disp, id, a->session_id, rt_str(a->agent_id), a->msg_id,
-				   rt_str(a->text), rt_str(a->attachment_ref), a->hold, now);
+		                   rt_str(a->text), rt_str(a->attachment_ref), a->hold, now);
 		break;
 	}
 	case SURGE__V1__ENVELOPE__BODY_TRANSFER: {
 		const Surge__V1__Transfer *t = env->transfer;
 		disp_transfer(rt->disp, id, t->session_id, rt_str(t->agent_id), rt_str(t->to_skill),
-			      t->customer_consented, rt_str(t->reason), now);
+		              t->customer_consented, rt_str(t->reason), now);
 		break;
 	}
 	case SURGE__V1__ENVELOPE__BODY_AGENT_CLOSE: {
 		const Surge__V1__AgentClose *c = env->agent_close;
-		disp_agent_close(rt->disp, id, c->session_id, rt_str(c->agent_id),
-				 rt_str(c->notes), now);
+		disp_agent_close(rt->disp, id, c->session_id, rt_str(c->agent_id), rt_str(c->notes),
+		                 now);
 		break;
 	}
 	case SURGE__V1__ENVELOPE__BODY_AGENT_HEARTBEAT:
@@ -549,7 +553,7 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 	case SURGE__V1__ENVELOPE__BODY_HISTORY_REQUEST:
 		/* The session store (and with it history) is not part of this build. */
 		rt_error(rt, gw, DISP_ERR_INVALID_STATE, "history is not available",
-			 env->history_request->past_session_id);
+		         env->history_request->past_session_id);
 		break;
 	default:
 		break;
@@ -712,16 +716,16 @@ void rt_tick(struct rt_router *rt)
 int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port)
 {
 	struct disp_conf dc = {
-		.skills = cfg->skills,
-		.nb_skills = cfg->nb_skills,
-		.max_agents = cfg->max_agents,
-		.max_sessions = cfg->max_sessions,
-		.backlog_max = cfg->backlog_max,
-		.text_pool_bytes = cfg->text_pool_mb << 20,
-		.agent_text_max = cfg->agent_text_max,
-		.customer_text_max = cfg->customer_text_max,
-		.emit = rt_emit,
-		.emit_ctx = rt,
+	        .skills = cfg->skills,
+	        .nb_skills = cfg->nb_skills,
+	        .max_agents = cfg->max_agents,
+	        .max_sessions = cfg->max_sessions,
+	        .backlog_max = cfg->backlog_max,
+	        .text_pool_bytes = cfg->text_pool_mb << 20,
+	        .agent_text_max = cfg->agent_text_max,
+	        .customer_text_max = cfg->customer_text_max,
+	        .emit = rt_emit,
+	        .emit_ctx = rt,
 	};
 	struct timespec ts;
 	uint32_t size = 16;
@@ -808,28 +812,28 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_icmp_replies_total %" PRIu64 "\n", rt->icmp_replies);
 	for (int i = 1; i < NET_DROP_MAX; i++)
 		fprintf(out, "surge_drops_total{layer=\"net\",reason=\"%s\"} %" PRIu64 "\n",
-			net_drop_reason_name((enum net_drop_reason)i), rt->net_drops[i]);
+		        net_drop_reason_name((enum net_drop_reason)i), rt->net_drops[i]);
 	for (int i = 1; i < WIRE_DROP_MAX; i++)
 		fprintf(out, "surge_drops_total{layer=\"wire\",reason=\"%s\"} %" PRIu64 "\n",
-			wire_drop_reason_name((enum wire_drop_reason)i), rt->wire_drops[i]);
+		        wire_drop_reason_name((enum wire_drop_reason)i), rt->wire_drops[i]);
 	for (int i = 0; i < RT_DROP_MAX; i++)
 		fprintf(out, "surge_drops_total{layer=\"router\",reason=\"%s\"} %" PRIu64 "\n",
-			rt_drop_names[i], rt->rt_drops[i]);
+		        rt_drop_names[i], rt->rt_drops[i]);
 	fprintf(out, "surge_port_tx_dropped_total %" PRIu64 "\n", rt->port->tx_dropped);
 	for (uint32_t i = 0; i < rt->nb_gws; i++) {
 		const struct rt_gateway *gw = &rt->gws[i];
 		const char *name = gw->conf->name;
 
 		fprintf(out, "surge_gateway_rx_frames_total{gateway=\"%s\"} %" PRIu64 "\n", name,
-			gw->rx_frames);
-		fprintf(out, "surge_gateway_rx_envelopes_total{gateway=\"%s\"} %" PRIu64 "\n",
-			name, gw->rx_envelopes);
+		        gw->rx_frames);
+		fprintf(out, "surge_gateway_rx_envelopes_total{gateway=\"%s\"} %" PRIu64 "\n", name,
+		        gw->rx_envelopes);
 		fprintf(out, "surge_gateway_tx_frames_total{gateway=\"%s\"} %" PRIu64 "\n", name,
-			gw->tx_frames);
-		fprintf(out, "surge_gateway_tx_envelopes_total{gateway=\"%s\"} %" PRIu64 "\n",
-			name, gw->tx_envelopes);
+		        gw->tx_frames);
+		fprintf(out, "surge_gateway_tx_envelopes_total{gateway=\"%s\"} %" PRIu64 "\n", name,
+		        gw->tx_envelopes);
 		fprintf(out, "surge_gateway_up{gateway=\"%s\"} %d\n", name,
-			gw->peer_known && !gw->down);
+		        gw->peer_known && !gw->down);
 	}
 	disp_stats_get(rt->disp, &ds);
 	fprintf(out, "surge_sessions_opened_total %" PRIu64 "\n", ds.sessions_opened);
@@ -840,10 +844,10 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_sessions_busy_total %" PRIu64 "\n", ds.sessions_busy);
 	fprintf(out, "surge_delivered_total{side=\"agent\"} %" PRIu64 "\n", ds.delivered_to_agent);
 	fprintf(out, "surge_delivered_total{side=\"customer\"} %" PRIu64 "\n",
-		ds.delivered_to_customer);
+	        ds.delivered_to_customer);
 	for (int i = 1; i < DISP_ERR_MAX; i++)
 		fprintf(out, "surge_request_errors_total{code=\"%d\"} %" PRIu64 "\n", i,
-			ds.errors[i]);
+		        ds.errors[i]);
 	fprintf(out, "surge_agents_ready %u\n", ds.agents_ready);
 	fprintf(out, "surge_sessions_open %u\n", ds.sessions_open);
 	fprintf(out, "surge_sessions_waiting %u\n", ds.sessions_waiting);

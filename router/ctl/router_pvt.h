@@ -31,12 +31,12 @@ struct rt_gateway {
 	uint64_t tx_seq;                      /* last seq we used towards it */
 	uint64_t peer_acked;                  /* its cumulative ack of our frames */
 	Surge__V1__Envelope *pending[WIRE_MAX_ENVELOPES]; /* the frame being filled */
-	uint32_t nb_pending;                  /* envelopes in it */
-	size_t pending_bytes;                 /* their encoded size inside a Frame */
-	uint64_t rx_frames;                   /* frames processed */
-	uint64_t rx_envelopes;                /* envelopes processed */
-	uint64_t tx_frames;                   /* frames sent */
-	uint64_t tx_envelopes;                /* envelopes sent */
+	uint32_t nb_pending;                              /* envelopes in it */
+	size_t pending_bytes;                             /* their encoded size inside a Frame */
+	uint64_t rx_frames;                               /* frames processed */
+	uint64_t rx_envelopes;                            /* envelopes processed */
+	uint64_t tx_frames;                               /* frames sent */
+	uint64_t tx_envelopes;                            /* envelopes sent */
 };
 
 /* Router-level drop and error reasons not covered by net or wire. */
@@ -56,25 +56,25 @@ enum rt_drop_reason {
 struct rt_router {
 	const struct ctl_config *cfg;
 	struct net_port *port;
-	struct net_addr self;              /* our MAC, IPv4 and UDP port */
+	struct net_addr self; /* our MAC, IPv4 and UDP port */
 	struct disp_engine *disp;
-	struct rt_gateway *gws;            /* cfg->nb_gateways of them */
+	struct rt_gateway *gws; /* cfg->nb_gateways of them */
 	uint32_t nb_gws;
-	uint32_t *gw_index;                /* open-addressing table: gateway id -> index + 1 */
+	uint32_t *gw_index; /* open-addressing table: gateway id -> index + 1 */
 	uint32_t gw_index_mask;
-	uint32_t *dirty;                   /* gateways with something to flush this burst */
+	uint32_t *dirty; /* gateways with something to flush this burst */
 	uint32_t nb_dirty;
-	struct wire_arena rx_arena;        /* decoded frames of the current burst */
-	struct wire_arena tx_arena;        /* answers of the current burst */
-	struct rte_mbuf *tx[RT_TX_BURST];  /* frames waiting for tx_burst */
+	struct wire_arena rx_arena;       /* decoded frames of the current burst */
+	struct wire_arena tx_arena;       /* answers of the current burst */
+	struct rte_mbuf *tx[RT_TX_BURST]; /* frames waiting for tx_burst */
 	uint16_t nb_tx;
-	uint64_t tx_epoch;                 /* our epoch towards every gateway */
-	uint64_t now_ms;                   /* unix ms of the current burst, never decreasing */
-	size_t frame_budget;               /* bytes of envelopes that fit in one datagram */
+	uint64_t tx_epoch;   /* our epoch towards every gateway */
+	uint64_t now_ms;     /* unix ms of the current burst, never decreasing */
+	size_t frame_budget; /* bytes of envelopes that fit in one datagram */
 	uint64_t net_drops[NET_DROP_MAX];
 	uint64_t wire_drops[WIRE_DROP_MAX];
 	uint64_t rt_drops[RT_DROP_MAX];
-	uint64_t rx_datagrams;             /* UDP datagrams for us */
+	uint64_t rx_datagrams; /* UDP datagrams for us */
 	uint64_t arp_replies;
 	uint64_t icmp_replies;
 };

@@ -90,13 +90,13 @@ struct disp_skill_conf {
 /* ---- what the engine says ------------------------------------------------- */
 
 enum disp_out_kind {
-	DISP_OUT_QUEUED = 1,      /* SessionQueued to the customer's gateway */
-	DISP_OUT_ASSIGNED,        /* Assigned, to the agent's gateway (full) or the customer's */
-	DISP_OUT_DELIVER,         /* Deliver */
-	DISP_OUT_CLOSED,          /* SessionClosed */
-	DISP_OUT_AGENT_STATE,     /* AgentStateResult */
-	DISP_OUT_BUSY,            /* Busy */
-	DISP_OUT_ERROR,           /* Error */
+	DISP_OUT_QUEUED = 1,  /* SessionQueued to the customer's gateway */
+	DISP_OUT_ASSIGNED,    /* Assigned, to the agent's gateway (full) or the customer's */
+	DISP_OUT_DELIVER,     /* Deliver */
+	DISP_OUT_CLOSED,      /* SessionClosed */
+	DISP_OUT_AGENT_STATE, /* AgentStateResult */
+	DISP_OUT_BUSY,        /* Busy */
+	DISP_OUT_ERROR,       /* Error */
 };
 
 /* One message of a conversation, as held by the engine. */
@@ -163,11 +163,12 @@ typedef void disp_emit_fn(void *ctx, const struct disp_out *out);
 struct disp_conf {
 	const struct disp_skill_conf *skills; /* the skill groups */
 	uint32_t nb_skills;
-	uint32_t max_agents;        /* agents known at once [1024] */
-	uint32_t max_sessions;      /* open sessions (queued or assigned) [65536] */
-	uint32_t backlog_max;       /* messages kept per open session [64] */
-	uint32_t text_pool_bytes;   /* memory for held text (questions, transcripts, backlog) [64 MiB] */
-	uint32_t agent_text_max;    /* code points of an agent message [200] */
+	uint32_t max_agents;      /* agents known at once [1024] */
+	uint32_t max_sessions;    /* open sessions (queued or assigned) [65536] */
+	uint32_t backlog_max;     /* messages kept per open session [64] */
+	uint32_t text_pool_bytes; /* memory for held text (questions, transcripts, backlog) [64 MiB]
+	                           */
+	uint32_t agent_text_max;  /* code points of an agent message [200] */
 	uint32_t customer_text_max; /* code points of a customer message [2000] */
 	disp_emit_fn *emit;         /* receives every answer */
 	void *emit_ctx;             /* its first argument */
@@ -214,15 +215,15 @@ struct disp_login {
 /* An agent logs in (or again, through the same or another gateway) and is READY:
  * emits AGENT_STATE{READY, granted}, then takes waiting sessions. */
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
-		     uint64_t now_ms);
+                     uint64_t now_ms);
 
 /* AgentState: READY, BREAK_REQUESTED or OFFLINE_REQUESTED. Answered with AGENT_STATE. */
 int disp_agent_state(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
-		     enum disp_agent_state want, uint64_t now_ms);
+                     enum disp_agent_state want, uint64_t now_ms);
 
 /* AgentHeartbeat. */
 int disp_agent_heartbeat(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
-			 uint64_t now_ms);
+                         uint64_t now_ms);
 
 struct disp_open {
 	uint64_t open_ref;
@@ -238,30 +239,29 @@ struct disp_open {
 
 /* SessionOpen: QUEUED (then ASSIGNED to both sides if an agent is free) or BUSY. */
 int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open *req,
-		      uint64_t now_ms);
+                      uint64_t now_ms);
 
 /* CustomerMessage: DELIVER to the agent, or held in the backlog while queued. */
-int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
-			  uint64_t msg_id, struct disp_str text, struct disp_str attachment_ref,
-			  uint64_t now_ms);
+int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint64_t msg_id,
+                          struct disp_str text, struct disp_str attachment_ref, uint64_t now_ms);
 
 /* SessionEnd: CLOSED{CUSTOMER_ENDED} to both sides (ABANDONED while queued). */
 int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint32_t rating,
-		     bool complaint, struct disp_str comment, uint64_t now_ms);
+                     bool complaint, struct disp_str comment, uint64_t now_ms);
 
 /* AgentMessage: DELIVER to the customer. */
 int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
-		       struct disp_str agent_id, uint64_t msg_id, struct disp_str text,
-		       struct disp_str attachment_ref, bool hold, uint64_t now_ms);
+                       struct disp_str agent_id, uint64_t msg_id, struct disp_str text,
+                       struct disp_str attachment_ref, bool hold, uint64_t now_ms);
 
 /* AgentClose: notes required; CLOSED{AGENT_CLOSED} to both sides if still open. */
 int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
-		     struct disp_str agent_id, struct disp_str notes, uint64_t now_ms);
+                     struct disp_str agent_id, struct disp_str notes, uint64_t now_ms);
 
 /* Transfer to another skill group (consent required). */
-int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id,
-		  struct disp_str agent_id, struct disp_str to_skill, bool consented,
-		  struct disp_str reason, uint64_t now_ms);
+int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struct disp_str agent_id,
+                  struct disp_str to_skill, bool consented, struct disp_str reason,
+                  uint64_t now_ms);
 
 /* A gateway went silent: its agents are disconnected and their sessions re-queued. */
 void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms);
@@ -270,17 +270,17 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms);
 
 struct disp_stats {
 	uint64_t sessions_opened;
-	uint64_t sessions_queued;    /* had to wait */
+	uint64_t sessions_queued; /* had to wait */
 	uint64_t sessions_assigned;
 	uint64_t sessions_closed;
 	uint64_t sessions_abandoned;
-	uint64_t sessions_busy;      /* refused with Busy */
+	uint64_t sessions_busy; /* refused with Busy */
 	uint64_t delivered_to_agent;
 	uint64_t delivered_to_customer;
 	uint64_t errors[DISP_ERR_MAX]; /* requests refused, by code */
 	uint32_t agents_ready;
-	uint32_t sessions_open;      /* queued + assigned now */
-	uint32_t sessions_waiting;   /* queued now */
+	uint32_t sessions_open;    /* queued + assigned now */
+	uint32_t sessions_waiting; /* queued now */
 	/* added with the first engine version: */
 	uint64_t sessions_busy_queue_full; /* of sessions_busy: queue full, may leave a message */
 	uint64_t ratings[4];               /* SessionEnd by rating: none, good, neutral, bad */

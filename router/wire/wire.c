@@ -331,6 +331,8 @@ int wire_encode_plain(uint32_t gateway_id, const Surge__V1__Frame *frame, uint8_
 
 	/* the header length is known from frame_len, so the Frame is packed in place, once */
 	if (gateway_id) {
+		/* hdr > 0 here, so cap > 0 and out is not NULL */
+		// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
 		out[off++] = PB_TAG_PACKET_GATEWAY_ID;
 		off += pb_put_varint(out + off, gateway_id);
 	}

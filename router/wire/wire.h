@@ -24,12 +24,12 @@
  * the unpack cleanly) and `failures` counts it.
  */
 struct wire_arena {
-	uint8_t *base;             /* memory handed to wire_arena_init */
-	size_t cap;                /* its size */
-	size_t used;               /* bytes handed out since the last reset */
-	size_t high_water;         /* most ever used between two resets */
-	uint64_t failures;         /* allocations refused for lack of room */
-	ProtobufCAllocator pbc;    /* pass &arena->pbc to protobuf-c */
+	uint8_t *base;          /* memory handed to wire_arena_init */
+	size_t cap;             /* its size */
+	size_t used;            /* bytes handed out since the last reset */
+	size_t high_water;      /* most ever used between two resets */
+	uint64_t failures;      /* allocations refused for lack of room */
+	ProtobufCAllocator pbc; /* pass &arena->pbc to protobuf-c */
 };
 
 /* Use `mem` (cap bytes, caller-owned) as the arena. */
@@ -46,7 +46,7 @@ char *wire_arena_strndup(struct wire_arena *arena, const char *s, size_t len);
 
 /* ---- limits --------------------------------------------------------------- */
 
-#define WIRE_MAX_ENVELOPES 64u  /* envelopes per frame, default limit */
+#define WIRE_MAX_ENVELOPES 64u   /* envelopes per frame, default limit */
 #define WIRE_WINDOW        4096u /* duplicate window, in frames */
 
 /* ---- gateways ------------------------------------------------------------- */
@@ -60,21 +60,21 @@ enum wire_role {
 
 /* A gateway as configured. */
 struct wire_gateway_conf {
-	uint32_t id;             /* Packet.gateway_id */
-	char name[32];           /* for logs and metrics */
-	enum wire_role role;     /* which envelopes it may send */
-	bool plaintext;          /* accepts Packet.frame (no AEAD) */
-	uint8_t key[2][32];      /* AES-256 keys by key_id 0 and 1 */
-	bool has_key[2];         /* which keys are configured */
-	uint32_t allow_net;      /* source IPv4 network allowed (network order); 0 = any */
-	uint32_t allow_mask;     /* its mask (network order) */
+	uint32_t id;         /* Packet.gateway_id */
+	char name[32];       /* for logs and metrics */
+	enum wire_role role; /* which envelopes it may send */
+	bool plaintext;      /* accepts Packet.frame (no AEAD) */
+	uint8_t key[2][32];  /* AES-256 keys by key_id 0 and 1 */
+	bool has_key[2];     /* which keys are configured */
+	uint32_t allow_net;  /* source IPv4 network allowed (network order); 0 = any */
+	uint32_t allow_mask; /* its mask (network order) */
 };
 
 /* Receive-side sequencing state of one gateway. */
 struct wire_rx_seq {
-	bool started;            /* a frame of some epoch was accepted */
-	uint64_t epoch;          /* the sender's epoch in force */
-	uint64_t ack;            /* cumulative: every seq <= ack was processed */
+	bool started;                      /* a frame of some epoch was accepted */
+	uint64_t epoch;                    /* the sender's epoch in force */
+	uint64_t ack;                      /* cumulative: every seq <= ack was processed */
 	uint64_t window[WIRE_WINDOW / 64]; /* bit (seq % WIRE_WINDOW): processed, for seq > ack */
 };
 
@@ -112,8 +112,8 @@ enum wire_drop_reason {
 	WIRE_DROP_OLD_EPOCH,          /* see enum wire_seq_verdict */
 	WIRE_DROP_STALE,
 	WIRE_DROP_TOO_FAR,
-	WIRE_DROP_DUPLICATE,          /* counted, acknowledged again, ignored */
-	WIRE_DROP_ARENA_FULL,         /* the burst arena ran out (decode failed for that reason) */
+	WIRE_DROP_DUPLICATE,  /* counted, acknowledged again, ignored */
+	WIRE_DROP_ARENA_FULL, /* the burst arena ran out (decode failed for that reason) */
 	WIRE_DROP_MAX
 };
 
@@ -127,7 +127,8 @@ const char *wire_drop_reason_name(enum wire_drop_reason reason);
  * *reason. Does not look at gateways or sequence numbers.
  */
 int wire_decode(struct wire_arena *arena, const uint8_t *buf, size_t len,
-		Surge__V1__Packet **packet, Surge__V1__Frame **frame, enum wire_drop_reason *reason);
+                Surge__V1__Packet **packet, Surge__V1__Frame **frame,
+                enum wire_drop_reason *reason);
 
 /* ---- encoding ------------------------------------------------------------- */
 
@@ -136,8 +137,7 @@ int wire_decode(struct wire_arena *arena, const uint8_t *buf, size_t len,
  * (cap bytes). Returns the number of bytes written, or -EMSGSIZE when it does
  * not fit. Uses no heap.
  */
-int wire_encode_plain(uint32_t gateway_id, const Surge__V1__Frame *frame, uint8_t *out,
-		      size_t cap);
+int wire_encode_plain(uint32_t gateway_id, const Surge__V1__Frame *frame, uint8_t *out, size_t cap);
 
 /* Bytes a plaintext Packet carrying a Frame of frame_len bytes takes. */
 size_t wire_packet_overhead(uint32_t gateway_id, size_t frame_len);
