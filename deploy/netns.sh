@@ -51,6 +51,8 @@ surge_ns_down() {
 			ip netns del "$ns"
 		fi
 	done
+	# EAL makes its runtime directory even with --no-shconf; leave nothing behind
+	rmdir "/var/run/dpdk/${p}surge" 2>/dev/null
 	return 0
 }
 
