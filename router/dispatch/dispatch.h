@@ -79,12 +79,55 @@ enum disp_side {
 
 #define DISP_NAME_MAX 64 /* bytes of an agent id, customer id, skill or tenant name */
 
-/* A skill group as configured. */
+/* How a skill group picks among its eligible agents (rule 1 of the dispatcher issue). */
+enum disp_strategy {
+	DISP_STRATEGY_LEAST_LOADED = 0, /* fewest sessions in hand, then longest idle (default) */
+	DISP_STRATEGY_LONGEST_IDLE,     /* longest since its load last went to 0 (or login) */
+	DISP_STRATEGY_ROUND_ROBIN,      /* in turn */
+	DISP_STRATEGY_BEST_SKILL,       /* highest level in the skill, then least loaded */
+	DISP_STRATEGY_FEWEST_TODAY,     /* fewest sessions assigned since login, then least loaded */
+	DISP_STRATEGY_RANDOM,           /* uniformly among the eligible */
+	DISP_STRATEGY_MAX
+};
+
+#define DISP_MAX_OVERFLOW 4 /* overflow steps per skill group */
+
+/* After waiting after_ms, a session of this group may also be served by agents of to_skill. */
+struct disp_overflow {
+	uint32_t after_ms;
+	char to_skill[DISP_NAME_MAX];
+};
+
+/*
+ * Service hours, in the group's local time. open_min == close_min means
+ * always open (the default). close_min < open_min spans midnight.
+ */
+struct disp_hours {
+	uint16_t open_min;       /* minutes after local midnight [0] */
+	uint16_t close_min;      /* [0] */
+	uint8_t days;            /* bit d set: open on weekday d (0 = Sunday); 0 means every day */
+	int16_t utc_offset_min;  /* local time = UTC + this [480, China] */
+};
+
+/* A skill group as configured. Zero fields take the defaults in brackets. */
 struct disp_skill_conf {
 	char name[DISP_NAME_MAX];   /* e.g. "presale" */
 	char tenant[DISP_NAME_MAX]; /* owning shop or business line; "" = platform */
 	uint32_t queue_capacity;    /* waiting sessions before Busy [1000] */
-	uint32_t sla_answer_ms;     /* service-level target: answered within [60000] */
+	uint32_t sla_answer_ms;     /* service-level target: assigned within; QUEUE_WAIT alert [60000] */
+	enum disp_strategy strategy;
+	uint32_t wrap_up_ms;        /* slot stays busy after a close until notes or this [0] */
+	struct disp_overflow overflow[DISP_MAX_OVERFLOW];
+	uint32_t nb_overflow;
+	struct disp_hours hours;
+	uint32_t break_cap_pct;     /* on break + pending <= this % of online agents [20] */
+	uint32_t break_max_ms;      /* BREAK_OVERRUN after [1200000] */
+	uint32_t first_response_ms; /* FIRST_RESPONSE: no agent reply after assignment [60000] */
+	uint32_t reply_overdue_ms;  /* REPLY_OVERDUE: customer message unanswered [60000] */
+	uint32_t hold_max_ms;       /* HOLD_OVERDUE: a "please wait" lasting longer [180000] */
+	uint32_t idle_alert_ms;     /* IDLE_NO_INFLOW: READY with room, nothing assigned [900000] */
+	uint32_t reroute_ms;        /* re-route when the first message is unanswered this long; 0 = off [0] */
+	uint32_t eta_step_ms;       /* SessionQueued again when the ETA moves more than this [10000] */
 };
 
 /* ---- what the engine says ------------------------------------------------- */
@@ -97,6 +140,19 @@ enum disp_out_kind {
 	DISP_OUT_AGENT_STATE, /* AgentStateResult */
 	DISP_OUT_BUSY,        /* Busy */
 	DISP_OUT_ERROR,       /* Error */
+	DISP_OUT_SLA_ALERT,   /* SlaAlert: to the agent's gateway; QUEUE_WAIT to the customer's */
+};
+
+/* Values equal surge.v1.SlaKind. */
+enum disp_sla_kind {
+	DISP_SLA_UNSPECIFIED = 0,
+	DISP_SLA_FIRST_RESPONSE = 1,
+	DISP_SLA_REPLY_OVERDUE = 2,
+	DISP_SLA_HOLD_OVERDUE = 3,
+	DISP_SLA_QUEUE_WAIT = 4,
+	DISP_SLA_BREAK_OVERRUN = 5,
+	DISP_SLA_IDLE_NO_INFLOW = 6,
+	DISP_SLA_MAX
 };
 
 /* One message of a conversation, as held by the engine. */
@@ -150,6 +206,10 @@ struct disp_out {
 	uint32_t retry_after_ms;
 	bool leave_message;
 
+	/* SLA_ALERT (also agent_id, skill, session_id) */
+	enum disp_sla_kind sla;
+	uint64_t elapsed_ms;
+
 	/* ERROR */
 	enum disp_error error;
 	struct disp_str detail;
@@ -170,6 +230,8 @@ struct disp_conf {
 	                           */
 	uint32_t agent_text_max;  /* code points of an agent message [200] */
 	uint32_t customer_text_max; /* code points of a customer message [2000] */
+	uint32_t heartbeat_timeout_ms; /* agent silent this long -> DISCONNECTED [30000] */
+	uint64_t seed;              /* for the random strategy [1] */
 	disp_emit_fn *emit;         /* receives every answer */
 	void *emit_ctx;             /* its first argument */
 };
@@ -266,6 +328,13 @@ int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struc
 /* A gateway went silent: its agents are disconnected and their sessions re-queued. */
 void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms);
 
+/*
+ * Advance the clock: fire due timers (service-level alerts, overflow steps,
+ * wrap-up ends, break overruns, heartbeat timeouts, ETA updates). Call at
+ * least every few hundred ms; cost is O(timers due) plus O(1) per slot.
+ */
+void disp_tick(struct disp_engine *e, uint64_t now_ms);
+
 /* ---- figures -------------------------------------------------------------- */
 
 struct disp_stats {
@@ -287,6 +356,59 @@ struct disp_stats {
 	uint64_t complaints;               /* SessionEnd with a complaint */
 	uint64_t backlog_dropped;          /* delivered but not kept in the backlog: no memory */
 };
+
+#define DISP_HIST_BUCKETS 24 /* bucket i: durations in [2^(i-1), 2^i) ms; bucket 0: 0 ms */
+
+/* Figures of one skill group (rule 10). Counters since creation; gauges now. */
+struct disp_skill_figures {
+	uint64_t offered;            /* sessions opened or transferred into the group */
+	uint64_t answered;           /* assigned for the first time */
+	uint64_t answered_in_target; /* of those: within sla_answer_ms */
+	uint64_t served;             /* closed after being assigned */
+	uint64_t abandoned;          /* customer left while queued */
+	uint64_t left_message;       /* Busy with leave_message (queue full or closed) */
+	uint64_t transferred_out;    /* transferred to another group */
+	uint64_t ratings[4];         /* none, satisfied, neutral, unsatisfied */
+	uint64_t complaints;
+	uint64_t sla_alerts[DISP_SLA_MAX];
+	uint64_t first_response_ms[DISP_HIST_BUCKETS]; /* assignment -> first agent reply */
+	uint64_t handling_ms[DISP_HIST_BUCKETS];       /* assignment -> close */
+	uint32_t waiting;            /* queued now */
+	uint64_t longest_wait_ms;    /* of those queued now */
+	uint32_t agents_online;      /* not OFFLINE nor DISCONNECTED */
+	uint32_t agents_ready;
+	uint32_t agents_on_break;    /* BREAK_REQUESTED + ON_BREAK */
+	uint32_t service_rate_per_hour; /* recent answers per hour, the basis of ETAs */
+};
+
+/* Figures of one agent (rule 10). */
+struct disp_agent_figures {
+	enum disp_agent_state state;
+	uint32_t load;               /* sessions in hand */
+	uint32_t capacity;
+	uint64_t assigned;           /* sessions assigned since login */
+	uint64_t served;             /* closed while with this agent */
+	uint64_t transferred;        /* handed on by this agent */
+	uint64_t ratings[4];
+	uint64_t complaints;
+	uint64_t first_response_ms[DISP_HIST_BUCKETS];
+	uint64_t handling_ms[DISP_HIST_BUCKETS];
+	uint64_t online_ms;          /* since login, not counting OFFLINE/DISCONNECTED */
+	uint64_t serving_ms;         /* with at least one session */
+	uint64_t ready_idle_ms;      /* READY with no session */
+	uint64_t break_ms;           /* BREAK_REQUESTED (drained) + ON_BREAK */
+	uint32_t customers_per_hour; /* served * 3600000 / online_ms */
+	uint32_t service_ratio_pct;  /* (serving + ready_idle) * 100 / online */
+};
+
+/* Figures of a skill group / an agent at now_ms. Return 0 or -ENOENT. O(1). */
+int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
+			   struct disp_skill_figures *out, uint64_t now_ms);
+int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id,
+			   struct disp_agent_figures *out, uint64_t now_ms);
+
+/* Bytes the engine allocated at creation (it allocates nothing afterwards). */
+size_t disp_footprint(const struct disp_engine *e);
 
 /* Copy the engine's figures. Cheap; no locking (same lcore). */
 void disp_stats_get(const struct disp_engine *e, struct disp_stats *out);
