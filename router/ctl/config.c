@@ -7,7 +7,9 @@
  * scalar, range checks and --help, as Redis's standardConfig table does;
  * tests/unit/test_config.c checks that docs/configuration.md names every key
  * of the tables. Only what a table cannot say is written by hand: the lists
- * (dpdk.eal, gateways, skills, keys) and rules that span entries.
+ * (dpdk.eal, gateways, skills, keys, hours.days, overflow), the times of day
+ * and rules that span entries (overflow targets, checked once every skill
+ * group is read).
  *
  * The text is read twice. A first pass over libyaml's events reports syntax
  * errors and refuses anchors and aliases: a value reachable from two places
@@ -28,10 +30,13 @@
 
 #include "ctl.h"
 
-#define CFG_PATH_MAX 192        /* "gateways[255].keys[1].hex" and the like */
-#define CFG_FILE_MAX (1u << 20) /* a configuration larger than this is a mistake */
-#define CFG_ECHO_MAX 40         /* bytes of a bad value quoted back in a message */
-#define CFG_REQUIRED 1u         /* cfg_key.flags: the key must be given */
+#define CFG_PATH_MAX  192        /* "gateways[255].keys[1].hex" and the like */
+#define CFG_FILE_MAX  (1u << 20) /* a configuration larger than this is a mistake */
+#define CFG_ECHO_MAX  40         /* bytes of a bad value quoted back in a message */
+#define CFG_REQUIRED  1u         /* cfg_key.flags: the key must be given */
+#define CFG_MS_MIN    100u       /* shortest timer where 0 is not "off" */
+#define CFG_MS_MAX    86400000u  /* longest timer: a day */
+#define CFG_EVERY_DAY 0x7fu      /* disp_hours.days: bit 0 Sunday .. bit 6 Saturday */
 
 /* ---- tables -------------------------------------------------------------- */
 
@@ -89,7 +94,8 @@ struct cfg_key_entry {
 };
 
 static cfg_hook_fn cfg_check_unicast, cfg_parse_eal, cfg_check_gw_id, cfg_parse_allow,
-        cfg_parse_keys, cfg_parse_hex;
+        cfg_parse_keys, cfg_parse_hex, cfg_check_ms_or_off, cfg_parse_hours, cfg_parse_hhmm,
+        cfg_parse_days, cfg_parse_utc_offset, cfg_parse_overflow;
 
 static const struct cfg_enum_val cfg_log_levels[] = {
         {"error", 0}, {"warning", 1}, {"info", 2}, {"debug", 3}, {NULL, 0},
@@ -102,7 +108,19 @@ static const struct cfg_enum_val cfg_roles[] = {
         {NULL, 0},
 };
 
+static const struct cfg_enum_val cfg_strategies[] = {
+        {"least-loaded", DISP_STRATEGY_LEAST_LOADED},
+        {"longest-idle", DISP_STRATEGY_LONGEST_IDLE},
+        {"round-robin", DISP_STRATEGY_ROUND_ROBIN},
+        {"best-skill", DISP_STRATEGY_BEST_SKILL},
+        {"fewest-today", DISP_STRATEGY_FEWEST_TODAY},
+        {"random", DISP_STRATEGY_RANDOM},
+        {NULL, 0},
+};
+
 _Static_assert(sizeof(enum wire_role) == sizeof(int), "CFG_ENUM stores an int");
+_Static_assert(sizeof(enum disp_strategy) == sizeof(int), "CFG_ENUM stores an int");
+_Static_assert(DISP_STRATEGY_MAX == 6, "a strategy without a name in cfg_strategies");
 
 /* Sections of struct ctl_config, in the order --help prints them. */
 static const char *const cfg_sections[] = {"router", "dpdk", "limits", "timers", "log"};
@@ -265,12 +283,122 @@ static const struct cfg_key cfg_skill_keys[] = {
                 "waiting sessions before customers get Busy"),
         CFG_NUM("skills[]", "sla_answer_ms", CFG_MS, SK, sla_answer_ms, 60000, 1, 86400000,
                 "service-level target: answered within"),
+        {.section = "skills[]",
+         .name = "strategy",
+         .type = CFG_ENUM,
+         FIELD(SK, strategy),
+         .def = DISP_STRATEGY_LEAST_LOADED,
+         .enums = cfg_strategies,
+         .help = "how an agent is picked among the eligible"},
+        CFG_NUM("skills[]", "wrap_up_ms", CFG_MS, SK, wrap_up_ms, 0, 0, CFG_MS_MAX,
+                "slot stays busy after a close until notes or this"),
+        /* 0 would read as the engine's default (20), not as "no breaks" */
+        CFG_NUM("skills[]", "break_cap_pct", CFG_UINT, SK, break_cap_pct, 20, 1, 100,
+                "on break + break pending <= this % of online agents"),
+        CFG_NUM("skills[]", "break_max_ms", CFG_MS, SK, break_max_ms, 1200000, CFG_MS_MIN,
+                CFG_MS_MAX, "BREAK_OVERRUN alert after a break this long"),
+        CFG_NUM("skills[]", "first_response_ms", CFG_MS, SK, first_response_ms, 60000, CFG_MS_MIN,
+                CFG_MS_MAX, "FIRST_RESPONSE alert: no agent reply after assignment"),
+        CFG_NUM("skills[]", "reply_overdue_ms", CFG_MS, SK, reply_overdue_ms, 60000, CFG_MS_MIN,
+                CFG_MS_MAX, "REPLY_OVERDUE alert: a customer message unanswered"),
+        CFG_NUM("skills[]", "hold_max_ms", CFG_MS, SK, hold_max_ms, 180000, CFG_MS_MIN, CFG_MS_MAX,
+                "HOLD_OVERDUE alert: a \"please wait\" lasting longer"),
+        CFG_NUM("skills[]", "idle_alert_ms", CFG_MS, SK, idle_alert_ms, 900000, CFG_MS_MIN,
+                CFG_MS_MAX, "IDLE_NO_INFLOW alert: READY with room, nothing assigned"),
+        {.section = "skills[]",
+         .name = "reroute_ms",
+         .type = CFG_MS,
+         FIELD(SK, reroute_ms),
+         .def = 0,
+         .min = 0,
+         .max = CFG_MS_MAX,
+         .check = cfg_check_ms_or_off,
+         .help = "re-route when the first message is unanswered; 0 = off, else >= 100"},
+        CFG_NUM("skills[]", "eta_step_ms", CFG_MS, SK, eta_step_ms, 10000, CFG_MS_MIN, CFG_MS_MAX,
+                "SessionQueued again when the ETA moves more than this"),
+        {.section = "skills[]",
+         .name = "hours",
+         .type = CFG_CUSTOM,
+         FIELD(SK, hours),
+         .type_name = "mapping",
+         .def_str = "always",
+         .parse = cfg_parse_hours,
+         .help = "service hours {open, close, days, utc_offset}"},
+        {.section = "skills[]",
+         .name = "overflow",
+         .type = CFG_CUSTOM,
+         FIELD(SK, overflow),
+         .type_name = "list",
+         .def_str = "[]",
+         .parse = cfg_parse_overflow,
+         .help = "steps {after_ms, to} widening to other groups"},
 };
 #undef SK
 
+#define HO struct disp_hours
+static const struct cfg_key cfg_hours_keys[] = {
+        {.section = "skills[].hours",
+         .name = "open",
+         .type = CFG_CUSTOM,
+         FIELD(HO, open_min),
+         .type_name = "HH:MM",
+         .def_str = "00:00",
+         .parse = cfg_parse_hhmm,
+         .help = "local time the group opens"},
+        {.section = "skills[].hours",
+         .name = "close",
+         .type = CFG_CUSTOM,
+         FIELD(HO, close_min),
+         .type_name = "HH:MM",
+         .def_str = "00:00",
+         .parse = cfg_parse_hhmm,
+         .help = "local time it closes; = open: all day; < open: past midnight"},
+        {.section = "skills[].hours",
+         .name = "days",
+         .type = CFG_CUSTOM,
+         FIELD(HO, days),
+         .def = CFG_EVERY_DAY,
+         .type_name = "days",
+         .def_str = "all",
+         .parse = cfg_parse_days,
+         .help = "weekdays it opens: sun, mon, tue, wed, thu, fri, sat"},
+        {.section = "skills[].hours",
+         .name = "utc_offset",
+         .type = CFG_CUSTOM,
+         FIELD(HO, utc_offset_min),
+         .def = 480,
+         .type_name = "+HH:MM",
+         .def_str = "+08:00",
+         .parse = cfg_parse_utc_offset,
+         .help = "local time = UTC + this, within -14:00..+14:00"},
+};
+#undef HO
+
+#define OV struct disp_overflow
+static const struct cfg_key cfg_overflow_keys[] = {
+        {.section = "skills[].overflow[]",
+         .name = "after_ms",
+         .type = CFG_MS,
+         FIELD(OV, after_ms),
+         .min = 0,
+         .max = CFG_MS_MAX,
+         .flags = CFG_REQUIRED,
+         .help = "wait after which the step applies; increasing"},
+        {.section = "skills[].overflow[]",
+         .name = "to",
+         .type = CFG_STRING,
+         FIELD(OV, to_skill),
+         .min = 1,
+         .max = DISP_NAME_MAX - 1,
+         .flags = CFG_REQUIRED,
+         .help = "skill group whose agents may then serve too"},
+};
+#undef OV
+
 #define NB(tab) (sizeof(tab) / sizeof((tab)[0]))
 /* cfg_parse_map tracks the keys seen in a 64-bit mask. */
-_Static_assert(NB(cfg_keys) <= 64 && NB(cfg_gw_keys) <= 64 && NB(cfg_skill_keys) <= 64,
+_Static_assert(NB(cfg_keys) <= 64 && NB(cfg_gw_keys) <= 64 && NB(cfg_skill_keys) <= 64 &&
+                       NB(cfg_hours_keys) <= 64 && NB(cfg_overflow_keys) <= 64,
                "a table is too long for its seen-mask");
 
 /* ---- errors -------------------------------------------------------------- */
@@ -634,7 +762,11 @@ static void cfg_apply_defaults(const struct cfg_key *tab, size_t n, void *base)
 			snprintf(field, k->size, "%s", k->def_str ? k->def_str : "");
 			break;
 		default:
-			break; /* custom fields default to zero: the caller cleared them */
+			/* custom fields default to zero (the caller cleared them) or to a
+			 * number that fits them */
+			if (k->def && k->size <= sizeof(uint64_t))
+				cfg_store_uint(field, k->size, k->def);
+			break;
 		}
 	}
 }
@@ -995,6 +1127,255 @@ static int cfg_parse_keys(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_
 	return 0;
 }
 
+/* ---- skill groups -------------------------------------------------------- */
+
+/* A timer where 0 means off: 0, or at least CFG_MS_MIN. */
+static int cfg_check_ms_or_off(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                               const char *path, void *base)
+{
+	uint32_t v;
+
+	memcpy(&v, (char *)base + k->offset, sizeof(v));
+	if (v != 0 && v < CFG_MS_MIN)
+		return cfg_fail(c, val, path, "%u is out of range: 0 (off) or %u..%llu", v,
+		                CFG_MS_MIN, (unsigned long long)k->max);
+	return 0;
+}
+
+/* "HH:MM", 00:00..23:59, as minutes after midnight. */
+static bool cfg_clock(const char *s, size_t len, unsigned int *minutes)
+{
+	static const size_t digit[] = {0, 1, 3, 4};
+	unsigned int h, m;
+
+	if (len != 5 || s[2] != ':')
+		return false;
+	for (size_t i = 0; i < sizeof(digit) / sizeof(digit[0]); i++)
+		if (s[digit[i]] < '0' || s[digit[i]] > '9')
+			return false;
+	h = (unsigned int)(s[0] - '0') * 10 + (unsigned int)(s[1] - '0');
+	m = (unsigned int)(s[3] - '0') * 10 + (unsigned int)(s[4] - '0');
+	if (h > 23 || m > 59)
+		return false;
+	*minutes = h * 60 + m;
+	return true;
+}
+
+static int cfg_parse_hhmm(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                          const char *path, void *base)
+{
+	char echo[CFG_ECHO_MAX];
+	unsigned int minutes;
+	uint16_t v;
+	const char *s;
+	size_t len;
+	int rc;
+
+	rc = cfg_scalar(c, val, path, "a time as HH:MM", &s, &len);
+	if (rc)
+		return rc;
+	if (!cfg_clock(s, len, &minutes))
+		return cfg_fail(c, val, path, "expected a time as HH:MM (00:00..23:59), got \"%s\"",
+		                cfg_echo(s, len, echo, sizeof(echo)));
+	v = (uint16_t)minutes;
+	memcpy((char *)base + k->offset, &v, sizeof(v));
+	return 0;
+}
+
+/* Bit d of disp_hours.days is weekday d, Sunday first as in struct tm. */
+static const char *const cfg_day_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+
+static int cfg_parse_days(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                          const char *path, void *base)
+{
+	char echo[CFG_ECHO_MAX], ipath[CFG_PATH_MAX];
+	yaml_node_item_t *it;
+	uint8_t days = 0;
+	size_t idx = 0;
+
+	if (cfg_is_null(val))
+		goto none;
+	if (val->type != YAML_SEQUENCE_NODE)
+		return cfg_fail(c, val, path, "expected a list of days such as [mon, tue], not %s",
+		                cfg_kind(val));
+	for (it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++, idx++) {
+		yaml_node_t *n = cfg_node(c, *it);
+		const char *s;
+		size_t len, d;
+		int rc;
+
+		cfg_pathf(ipath, "%s[%zu]", path, idx);
+		if (!n)
+			return cfg_fail(c, val, ipath, "malformed list");
+		rc = cfg_scalar(c, n, ipath, "a day", &s, &len);
+		if (rc)
+			return rc;
+		for (d = 0; d < 7; d++)
+			if (strcmp(s, cfg_day_names[d]) == 0)
+				break;
+		if (d == 7)
+			return cfg_fail(
+			        c, n, ipath,
+			        "expected one of sun, mon, tue, wed, thu, fri, sat, got \"%s\"",
+			        cfg_echo(s, len, echo, sizeof(echo)));
+		if (days & (1u << d))
+			return cfg_fail(c, n, ipath, "duplicate day %s", cfg_day_names[d]);
+		days |= (uint8_t)(1u << d);
+	}
+	if (days) {
+		memcpy((char *)base + k->offset, &days, sizeof(days));
+		return 0;
+	}
+none:
+	/* 0 would read as every day: the opposite of what an empty list says */
+	return cfg_fail(c, val, path,
+	                "at least one day is required (leave days out for every day)");
+}
+
+static int cfg_parse_utc_offset(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                                const char *path, void *base)
+{
+	char echo[CFG_ECHO_MAX];
+	unsigned int minutes;
+	int16_t v;
+	const char *s;
+	size_t len;
+	int rc;
+
+	rc = cfg_scalar(c, val, path, "an offset as +HH:MM", &s, &len);
+	if (rc)
+		return rc;
+	if (len != 6 || (s[0] != '+' && s[0] != '-') || !cfg_clock(s + 1, len - 1, &minutes))
+		return cfg_fail(c, val, path, "expected an offset as +HH:MM or -HH:MM, got \"%s\"",
+		                cfg_echo(s, len, echo, sizeof(echo)));
+	if (minutes > 14 * 60)
+		return cfg_fail(c, val, path, "%s is out of range -14:00..+14:00", s);
+	/* disp_hours reads an offset of 0 as its default: UTC would silently become +08:00 */
+	if (minutes == 0)
+		return cfg_fail(c, val, path,
+		                "%s cannot be configured: the dispatcher reads an offset of 0 as "
+		                "its default, +08:00",
+		                s);
+	v = (int16_t)(s[0] == '-' ? -(int)minutes : (int)minutes);
+	memcpy((char *)base + k->offset, &v, sizeof(v));
+	return 0;
+}
+
+static int cfg_parse_hours(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                           const char *path, void *base)
+{
+	struct disp_hours *hours = (struct disp_hours *)((char *)base + k->offset);
+	uint64_t seen = 0;
+
+	return cfg_parse_map(c, val, path, cfg_hours_keys, NB(cfg_hours_keys),
+	                     cfg_hours_keys[0].section, hours, &seen);
+}
+
+/* The steps of one group; their targets are checked once every group is read. */
+static int cfg_parse_overflow(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                              const char *path, void *base)
+{
+	struct disp_skill_conf *sk = base;
+	const char *section = cfg_overflow_keys[0].section;
+	yaml_node_item_t *it;
+
+	(void)k;
+	memset(sk->overflow, 0, sizeof(sk->overflow));
+	sk->nb_overflow = 0;
+	if (cfg_is_null(val))
+		return 0;
+	if (val->type != YAML_SEQUENCE_NODE)
+		return cfg_fail(c, val, path, "expected a list of {after_ms, to} steps, not %s",
+		                cfg_kind(val));
+	for (it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
+		yaml_node_t *n = cfg_node(c, *it);
+		struct disp_overflow step;
+		char ipath[CFG_PATH_MAX], kpath[CFG_PATH_MAX];
+		uint32_t nb = sk->nb_overflow;
+		uint64_t seen = 0;
+		int rc;
+
+		cfg_pathf(ipath, "%s[%u]", path, nb);
+		if (!n)
+			return cfg_fail(c, val, ipath, "malformed list");
+		if (nb == DISP_MAX_OVERFLOW)
+			return cfg_fail(c, n, ipath, "too many overflow steps (at most %d)",
+			                DISP_MAX_OVERFLOW);
+		memset(&step, 0, sizeof(step));
+		rc = cfg_parse_map(c, n, ipath, cfg_overflow_keys, NB(cfg_overflow_keys), section,
+		                   &step, &seen);
+		if (rc == 0)
+			rc = cfg_check_required(c, n, ipath, cfg_overflow_keys,
+			                        NB(cfg_overflow_keys), section, seen);
+		if (rc)
+			return rc;
+		if (nb > 0 && step.after_ms <= sk->overflow[nb - 1].after_ms) {
+			cfg_path(kpath, ipath, "after_ms");
+			return cfg_fail(c, cfg_map_get(c, n, "after_ms"), kpath,
+			                "%u is not after the previous step's %u (after_ms must "
+			                "increase)",
+			                step.after_ms, sk->overflow[nb - 1].after_ms);
+		}
+		for (uint32_t j = 0; j < nb; j++) {
+			if (strcmp(sk->overflow[j].to_skill, step.to_skill) == 0) {
+				cfg_path(kpath, ipath, "to");
+				return cfg_fail(c, cfg_map_get(c, n, "to"), kpath,
+				                "duplicate target \"%s\" (as %s[%u])",
+				                step.to_skill, path, j);
+			}
+		}
+		sk->overflow[nb] = step;
+		sk->nb_overflow = nb + 1;
+	}
+	return 0;
+}
+
+/*
+ * Every overflow target must be another group of the file (it may come later
+ * in the list). A target of another tenant is allowed: a shop's group may
+ * widen to the platform's; the dispatcher's tenant rule still decides which of
+ * its agents may serve.
+ */
+static int cfg_check_overflow(struct cfg_ctx *c, yaml_node_t *seq)
+{
+	const struct ctl_config *cfg = c->cfg;
+	const char *names[CTL_MAX_SKILLS];
+	uint32_t i;
+
+	for (i = 0; i < cfg->nb_skills; i++)
+		names[i] = cfg->skills[i].name;
+	for (i = 0; i < cfg->nb_skills; i++) {
+		const struct disp_skill_conf *sk = &cfg->skills[i];
+		/* every entry of the list became a group, in order */
+		yaml_node_t *n = cfg_node(c, seq->data.sequence.items.start[i]);
+		yaml_node_t *ov = n ? cfg_map_get(c, n, "overflow") : NULL;
+
+		for (uint32_t j = 0; j < sk->nb_overflow; j++) {
+			const char *to = sk->overflow[j].to_skill;
+			yaml_node_t *step = NULL, *at = ov;
+			char path[CFG_PATH_MAX], what[DISP_NAME_MAX + 16];
+			uint32_t t;
+
+			if (ov && ov->type == YAML_SEQUENCE_NODE)
+				step = cfg_node(c, ov->data.sequence.items.start[j]);
+			if (step)
+				at = cfg_map_get(c, step, "to");
+			cfg_pathf(path, "skills[%u].overflow[%u].to", i, j);
+			if (strcmp(to, sk->name) == 0)
+				return cfg_fail(c, at, path, "overflow to its own group \"%s\"",
+				                to);
+			for (t = 0; t < cfg->nb_skills; t++)
+				if (strcmp(to, cfg->skills[t].name) == 0)
+					break;
+			if (t == cfg->nb_skills) {
+				snprintf(what, sizeof(what), "skill group \"%s\"", to);
+				return cfg_unknown(c, at, path, what, to, names, cfg->nb_skills);
+			}
+		}
+	}
+	return 0;
+}
+
 /* ---- lists of gateways and skills ----------------------------------------- */
 
 static int cfg_parse_gateways(struct cfg_ctx *c, yaml_node_t *seq)
@@ -1081,6 +1462,7 @@ static int cfg_parse_skills(struct cfg_ctx *c, yaml_node_t *seq)
 		sk = &cfg->skills[cfg->nb_skills];
 		memset(sk, 0, sizeof(*sk));
 		cfg_apply_defaults(cfg_skill_keys, NB(cfg_skill_keys), sk);
+		cfg_apply_defaults(cfg_hours_keys, NB(cfg_hours_keys), &sk->hours);
 		rc = cfg_parse_map(c, n, prefix, cfg_skill_keys, NB(cfg_skill_keys), section, sk,
 		                   &seen);
 		if (rc == 0)
@@ -1098,7 +1480,7 @@ static int cfg_parse_skills(struct cfg_ctx *c, yaml_node_t *seq)
 		}
 		cfg->nb_skills++;
 	}
-	return 0;
+	return cfg_check_overflow(c, seq);
 }
 
 /* ---- the document -------------------------------------------------------- */
@@ -1454,4 +1836,6 @@ void ctl_config_print_keys(void *file)
 	cfg_print_table(f, cfg_gw_keys, NB(cfg_gw_keys));
 	cfg_print_table(f, cfg_gw_key_keys, NB(cfg_gw_key_keys));
 	cfg_print_table(f, cfg_skill_keys, NB(cfg_skill_keys));
+	cfg_print_table(f, cfg_hours_keys, NB(cfg_hours_keys));
+	cfg_print_table(f, cfg_overflow_keys, NB(cfg_overflow_keys));
 }

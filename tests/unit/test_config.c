@@ -97,8 +97,53 @@ static const char example_text[] =
         "    tenant: \"\"\n"
         "    queue_capacity: 1000\n"
         "    sla_answer_ms: 60000\n"
+        "    strategy: least-loaded\n"
+        "    wrap_up_ms: 0\n"
+        "    break_cap_pct: 20\n"
+        "    break_max_ms: 1200000\n"
+        "    first_response_ms: 60000\n"
+        "    reply_overdue_ms: 60000\n"
+        "    hold_max_ms: 180000\n"
+        "    idle_alert_ms: 900000\n"
+        "    reroute_ms: 0\n"
+        "    eta_step_ms: 10000\n"
         "  - name: presale\n"
+        "    strategy: best-skill\n"
+        "    wrap_up_ms: 30000\n"
+        "    hours: {open: \"09:00\", close: \"21:00\", days: [mon, tue, wed, thu, fri, sat],\n"
+        "            utc_offset: \"+08:00\"}\n"
+        "    overflow:\n"
+        "      - {after_ms: 30000, to: general}\n"
+        "      - {after_ms: 90000, to: aftersale}\n"
         "  - name: aftersale\n";
+
+/* The engine's defaults for a skill group, as dispatch.h states them. */
+static void check_skill_defaults(const struct disp_skill_conf *sk, bool hours, bool overflow)
+{
+	assert_int_equal(sk->queue_capacity, 1000);
+	assert_int_equal(sk->sla_answer_ms, 60000);
+	assert_int_equal(sk->break_cap_pct, 20);
+	assert_int_equal(sk->break_max_ms, 1200000);
+	assert_int_equal(sk->first_response_ms, 60000);
+	assert_int_equal(sk->reply_overdue_ms, 60000);
+	assert_int_equal(sk->hold_max_ms, 180000);
+	assert_int_equal(sk->idle_alert_ms, 900000);
+	assert_int_equal(sk->reroute_ms, 0);
+	assert_int_equal(sk->eta_step_ms, 10000);
+	if (hours) {
+		/* always open */
+		assert_int_equal(sk->hours.open_min, 0);
+		assert_int_equal(sk->hours.close_min, 0);
+		assert_int_equal(sk->hours.days, 0x7f);
+		assert_int_equal(sk->hours.utc_offset_min, 480);
+	}
+	if (overflow) {
+		static const struct disp_overflow none[DISP_MAX_OVERFLOW];
+
+		assert_int_equal(sk->nb_overflow, 0);
+		assert_memory_equal(sk->overflow, none, sizeof(none));
+	}
+}
 
 static void check_example(const struct ctl_config *c)
 {
@@ -148,9 +193,22 @@ static void check_example(const struct ctl_config *c)
 	for (uint32_t i = 0; i < 3; i++) {
 		assert_string_equal(c->skills[i].name, skills[i]);
 		assert_string_equal(c->skills[i].tenant, "");
-		assert_int_equal(c->skills[i].queue_capacity, 1000);
-		assert_int_equal(c->skills[i].sla_answer_ms, 60000);
+		check_skill_defaults(&c->skills[i], i != 1, i != 1);
 	}
+	assert_int_equal(c->skills[0].strategy, DISP_STRATEGY_LEAST_LOADED);
+	assert_int_equal(c->skills[0].wrap_up_ms, 0);
+	assert_int_equal(c->skills[2].strategy, DISP_STRATEGY_LEAST_LOADED);
+	assert_int_equal(c->skills[1].strategy, DISP_STRATEGY_BEST_SKILL);
+	assert_int_equal(c->skills[1].wrap_up_ms, 30000);
+	assert_int_equal(c->skills[1].hours.open_min, 9 * 60);
+	assert_int_equal(c->skills[1].hours.close_min, 21 * 60);
+	assert_int_equal(c->skills[1].hours.days, 0x7e); /* Monday to Saturday */
+	assert_int_equal(c->skills[1].hours.utc_offset_min, 480);
+	assert_int_equal(c->skills[1].nb_overflow, 2);
+	assert_int_equal(c->skills[1].overflow[0].after_ms, 30000);
+	assert_string_equal(c->skills[1].overflow[0].to_skill, "general");
+	assert_int_equal(c->skills[1].overflow[1].after_ms, 90000);
+	assert_string_equal(c->skills[1].overflow[1].to_skill, "aftersale");
 }
 
 static void test_example_text(void **state)
@@ -232,8 +290,14 @@ static void test_absent_keys_take_defaults(void **state)
 	assert_int_equal(cfg2.gateways[0].allow_mask, 0);
 	assert_string_equal(cfg2.skills[0].name, "general");
 	assert_string_equal(cfg2.skills[0].tenant, "");
-	assert_int_equal(cfg2.skills[0].queue_capacity, 1000);
-	assert_int_equal(cfg2.skills[0].sla_answer_ms, 60000);
+	assert_int_equal(cfg2.skills[0].strategy, DISP_STRATEGY_LEAST_LOADED);
+	assert_int_equal(cfg2.skills[0].wrap_up_ms, 0);
+	check_skill_defaults(&cfg2.skills[0], true, true);
+	/* an empty hours mapping or overflow list is the same as none */
+	assert_int_equal(parse(ROUTER GW SK "    hours: {}\n    overflow: []\n"), 0);
+	assert_memory_equal(&cfg.skills[0], &cfg2.skills[0], sizeof(cfg.skills[0]));
+	assert_int_equal(parse(ROUTER GW SK "    hours:\n    overflow:\n"), 0);
+	assert_memory_equal(&cfg.skills[0], &cfg2.skills[0], sizeof(cfg.skills[0]));
 
 	/* a gateway's plaintext defaults to false: it then needs a key */
 	assert_int_equal(parse(ROUTER "gateways:\n  - {id: 1, name: web, role: customer}\n" SK),
@@ -288,7 +352,35 @@ static void test_every_key_lands(void **state)
 	        "    tenant: shop-42\n"
 	        "    queue_capacity: 5\n"
 	        "    sla_answer_ms: 30000\n"
-	        "  - {name: \"售前\", tenant: 旗舰店}\n";
+	        "    strategy: longest-idle\n"
+	        "    wrap_up_ms: 86400000\n"
+	        "    break_cap_pct: 100\n"
+	        "    break_max_ms: 100\n"
+	        "    first_response_ms: 1000\n"
+	        "    reply_overdue_ms: 2000\n"
+	        "    hold_max_ms: 3000\n"
+	        "    idle_alert_ms: 4000\n"
+	        "    reroute_ms: 100\n"
+	        "    eta_step_ms: 86400000\n"
+	        "    hours:\n"
+	        "      open: \"23:59\"\n"
+	        "      close: 00:00\n" /* plain, as YAML 1.2 reads it */
+	        "      days: [sat, sun]\n"
+	        "      utc_offset: \"-14:00\"\n"
+	        "    overflow:\n" /* to a group of another tenant, and to later groups */
+	        "      - {after_ms: 0, to: \"售前\"}\n"
+	        "      - {after_ms: 1, to: third}\n"
+	        "      - to: fourth\n"
+	        "        after_ms: 2\n"
+	        "      - {after_ms: 86400000, to: fifth}\n"
+	        "  - {name: \"售前\", tenant: 旗舰店, strategy: round-robin,\n"
+	        "     hours: {days: [wed], utc_offset: \"+14:00\"}}\n"
+	        "  - {name: third, strategy: best-skill, break_cap_pct: 1,\n"
+	        "     hours: {open: \"08:30\", close: \"17:45\", utc_offset: \"-03:30\"}}\n"
+	        "  - {name: fourth, strategy: fewest-today, hours: {open: 09:00, close: 09:00},\n"
+	        "     overflow: [{after_ms: 5000, to: third}]}\n"
+	        "  - {name: fifth, strategy: random, reroute_ms: 0, hours: ~, overflow: []}\n";
+	const struct disp_skill_conf *sk;
 
 	(void)state;
 	if (parse(text) != 0)
@@ -346,15 +438,66 @@ static void test_every_key_lands(void **state)
 	assert_true(cfg.gateways[3].has_key[0]);
 	assert_false(cfg.gateways[3].has_key[1]);
 
-	assert_int_equal(cfg.nb_skills, 2);
-	assert_string_equal(cfg.skills[0].name,
+	assert_int_equal(cfg.nb_skills, 5);
+	sk = &cfg.skills[0];
+	assert_string_equal(sk->name,
 	                    "012345678901234567890123456789012345678901234567890123456789012");
-	assert_string_equal(cfg.skills[0].tenant, "shop-42");
-	assert_int_equal(cfg.skills[0].queue_capacity, 5);
-	assert_int_equal(cfg.skills[0].sla_answer_ms, 30000);
-	assert_string_equal(cfg.skills[1].name, "售前");
-	assert_string_equal(cfg.skills[1].tenant, "旗舰店");
-	assert_int_equal(cfg.skills[1].queue_capacity, 1000);
+	assert_string_equal(sk->tenant, "shop-42");
+	assert_int_equal(sk->queue_capacity, 5);
+	assert_int_equal(sk->sla_answer_ms, 30000);
+	assert_int_equal(sk->strategy, DISP_STRATEGY_LONGEST_IDLE);
+	assert_int_equal(sk->wrap_up_ms, 86400000);
+	assert_int_equal(sk->break_cap_pct, 100);
+	assert_int_equal(sk->break_max_ms, 100);
+	assert_int_equal(sk->first_response_ms, 1000);
+	assert_int_equal(sk->reply_overdue_ms, 2000);
+	assert_int_equal(sk->hold_max_ms, 3000);
+	assert_int_equal(sk->idle_alert_ms, 4000);
+	assert_int_equal(sk->reroute_ms, 100);
+	assert_int_equal(sk->eta_step_ms, 86400000);
+	assert_int_equal(sk->hours.open_min, 23 * 60 + 59);
+	assert_int_equal(sk->hours.close_min, 0);
+	assert_int_equal(sk->hours.days, 1u << 0 | 1u << 6);
+	assert_int_equal(sk->hours.utc_offset_min, -14 * 60);
+	assert_int_equal(sk->nb_overflow, DISP_MAX_OVERFLOW);
+	for (uint32_t i = 0; i < DISP_MAX_OVERFLOW; i++) {
+		static const uint32_t after[] = {0, 1, 2, 86400000};
+		static const char *const to[] = {"售前", "third", "fourth", "fifth"};
+
+		assert_int_equal(sk->overflow[i].after_ms, after[i]);
+		assert_string_equal(sk->overflow[i].to_skill, to[i]);
+	}
+
+	sk = &cfg.skills[1];
+	assert_string_equal(sk->name, "售前");
+	assert_string_equal(sk->tenant, "旗舰店");
+	assert_int_equal(sk->queue_capacity, 1000);
+	assert_int_equal(sk->strategy, DISP_STRATEGY_ROUND_ROBIN);
+	assert_int_equal(sk->hours.open_min, 0);
+	assert_int_equal(sk->hours.close_min, 0);
+	assert_int_equal(sk->hours.days, 1u << 3);
+	assert_int_equal(sk->hours.utc_offset_min, 14 * 60);
+	assert_int_equal(sk->nb_overflow, 0);
+
+	sk = &cfg.skills[2];
+	assert_int_equal(sk->strategy, DISP_STRATEGY_BEST_SKILL);
+	assert_int_equal(sk->break_cap_pct, 1);
+	assert_int_equal(sk->hours.open_min, 8 * 60 + 30);
+	assert_int_equal(sk->hours.close_min, 17 * 60 + 45);
+	assert_int_equal(sk->hours.days, 0x7f);
+	assert_int_equal(sk->hours.utc_offset_min, -(3 * 60 + 30));
+
+	sk = &cfg.skills[3];
+	assert_int_equal(sk->strategy, DISP_STRATEGY_FEWEST_TODAY);
+	assert_int_equal(sk->hours.open_min, 9 * 60);
+	assert_int_equal(sk->hours.close_min, 9 * 60);
+	assert_int_equal(sk->nb_overflow, 1);
+	assert_int_equal(sk->overflow[0].after_ms, 5000);
+	assert_string_equal(sk->overflow[0].to_skill, "third");
+
+	sk = &cfg.skills[4];
+	assert_int_equal(sk->strategy, DISP_STRATEGY_RANDOM);
+	check_skill_defaults(sk, true, true);
 }
 
 /* Writes a configuration with n gateways, n skills and n EAL arguments. */
@@ -596,6 +739,128 @@ static void test_errors(void **state)
 	        {long_skill_name, 6, "skills[0].name", "too long: 64 bytes (at most 63)"},
 	        {ROUTER GW "skills:\n  - {name: x, tenant: [a]}\n", 6, "skills[0].tenant",
 	         "expected a string, not a list"},
+	        /* a skill group's rules (SK's entry is at line 6, its keys from line 7) */
+	        {ROUTER GW SK "    strategy: fastest\n", 7, "skills[0].strategy",
+	         "expected one of least-loaded, longest-idle, round-robin, best-skill, "
+	         "fewest-today, random, got \"fastest\""},
+	        {ROUTER GW SK "    strategy: Random\n", 7, "skills[0].strategy", "expected one of"},
+	        {ROUTER GW SK "    strategy: [random]\n", 7, "skills[0].strategy",
+	         "expected a name, not a list"},
+	        {ROUTER GW SK "    break_cap_pct: 101\n", 7, "skills[0].break_cap_pct",
+	         "101 is out of range 1..100"},
+	        {ROUTER GW SK "    break_cap_pct: 0\n", 7, "skills[0].break_cap_pct",
+	         "0 is out of range 1..100"},
+	        {ROUTER GW SK "    wrap_up_ms: 86400001\n", 7, "skills[0].wrap_up_ms",
+	         "86400001 is out of range 0..86400000"},
+	        {ROUTER GW SK "    reroute_ms: 99\n", 7, "skills[0].reroute_ms",
+	         "99 is out of range: 0 (off) or 100..86400000"},
+	        {ROUTER GW SK "    reroute_ms: 86400001\n", 7, "skills[0].reroute_ms",
+	         "out of range 0..86400000"},
+	        {ROUTER GW SK "    eta_step_ms: 0\n", 7, "skills[0].eta_step_ms",
+	         "0 is out of range 100..86400000"},
+	        {ROUTER GW SK "    strategy: random\n    strategy: random\n", 8,
+	         "skills[0].strategy", "duplicate key"},
+	        /* hours */
+	        {ROUTER GW SK "    hours: always\n", 7, "skills[0].hours",
+	         "expected a mapping of keys, not a scalar"},
+	        {ROUTER GW SK "    hours: {opn: \"09:00\"}\n", 7, "skills[0].hours.opn",
+	         "unknown key (did you mean open?)"},
+	        {ROUTER GW SK "    hours:\n      open: \"09:00\"\n      open: \"10:00\"\n", 9,
+	         "skills[0].hours.open", "duplicate key"},
+	        {ROUTER GW SK "    hours: {open: \"9:00\"}\n", 7, "skills[0].hours.open",
+	         "expected a time as HH:MM (00:00..23:59), got \"9:00\""},
+	        {ROUTER GW SK "    hours:\n      open: \"08:00\"\n      close: \"24:00\"\n", 9,
+	         "skills[0].hours.close", "expected a time as HH:MM (00:00..23:59), got \"24:00\""},
+	        {ROUTER GW SK "    hours: {close: \"12:60\"}\n", 7, "skills[0].hours.close",
+	         "got \"12:60\""},
+	        {ROUTER GW SK "    hours: {open: \"12.30\"}\n", 7, "skills[0].hours.open",
+	         "expected a time as HH:MM"},
+	        {ROUTER GW SK "    hours: {open: \"09:00 \"}\n", 7, "skills[0].hours.open",
+	         "expected a time as HH:MM"},
+	        {ROUTER GW SK "    hours: {open: 900}\n", 7, "skills[0].hours.open",
+	         "expected a time as HH:MM"},
+	        {ROUTER GW SK "    hours: {open: [9]}\n", 7, "skills[0].hours.open",
+	         "expected a time as HH:MM, not a list"},
+	        {ROUTER GW SK "    hours:\n      days:\n        - mon\n        - Funday\n", 10,
+	         "skills[0].hours.days[1]",
+	         "expected one of sun, mon, tue, wed, thu, fri, sat, got \"Funday\""},
+	        {ROUTER GW SK "    hours: {days: [monday]}\n", 7, "skills[0].hours.days[0]",
+	         "got \"monday\""},
+	        {ROUTER GW SK "    hours: {days: [mon, fri, mon]}\n", 7, "skills[0].hours.days[2]",
+	         "duplicate day mon"},
+	        {ROUTER GW SK "    hours: {days: []}\n", 7, "skills[0].hours.days",
+	         "at least one day is required"},
+	        {ROUTER GW SK "    hours:\n      days:\n", 8, "skills[0].hours.days",
+	         "at least one day is required"},
+	        {ROUTER GW SK "    hours: {days: mon}\n", 7, "skills[0].hours.days",
+	         "expected a list of days such as [mon, tue], not a scalar"},
+	        {ROUTER GW SK "    hours: {days: [[mon]]}\n", 7, "skills[0].hours.days[0]",
+	         "expected a day, not a list"},
+	        {ROUTER GW SK "    hours: {utc_offset: \"08:00\"}\n", 7,
+	         "skills[0].hours.utc_offset",
+	         "expected an offset as +HH:MM or -HH:MM, got \"08:00\""},
+	        {ROUTER GW SK "    hours: {utc_offset: \"+8\"}\n", 7, "skills[0].hours.utc_offset",
+	         "expected an offset as +HH:MM or -HH:MM"},
+	        {ROUTER GW SK "    hours: {utc_offset: 480}\n", 7, "skills[0].hours.utc_offset",
+	         "expected an offset"},
+	        {ROUTER GW SK "    hours: {utc_offset: \"+08:60\"}\n", 7,
+	         "skills[0].hours.utc_offset", "expected an offset"},
+	        {ROUTER GW SK "    hours: {utc_offset: \"+14:01\"}\n", 7,
+	         "skills[0].hours.utc_offset", "+14:01 is out of range -14:00..+14:00"},
+	        {ROUTER GW SK "    hours: {utc_offset: \"-15:00\"}\n", 7,
+	         "skills[0].hours.utc_offset", "-15:00 is out of range -14:00..+14:00"},
+	        {ROUTER GW SK "    hours: {utc_offset: \"+00:00\"}\n", 7,
+	         "skills[0].hours.utc_offset",
+	         "+00:00 cannot be configured: the dispatcher reads an offset of 0 as its "
+	         "default, +08:00"},
+	        {ROUTER GW SK "    hours: {utc_offset: \"-00:00\"}\n", 7,
+	         "skills[0].hours.utc_offset", "cannot be configured"},
+	        /* overflow */
+	        {ROUTER GW SK "    overflow: general\n", 7, "skills[0].overflow",
+	         "expected a list of {after_ms, to} steps, not a scalar"},
+	        {ROUTER GW SK "    overflow: [general]\n", 7, "skills[0].overflow[0]",
+	         "expected a mapping of keys, not a scalar"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 1000}\n  - name: b\n", 8,
+	         "skills[0].overflow[0].to", "missing required key"},
+	        {ROUTER GW SK "    overflow:\n      - {to: b}\n  - name: b\n", 8,
+	         "skills[0].overflow[0].after_ms", "missing required key"},
+	        {ROUTER GW SK "    overflow:\n      - {after: 1000, to: b}\n  - name: b\n", 8,
+	         "skills[0].overflow[0].after", "unknown key"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 86400001, to: b}\n  - name: b\n",
+	         8, "skills[0].overflow[0].after_ms", "86400001 is out of range 0..86400000"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 1000, to: \"\"}\n", 8,
+	         "skills[0].overflow[0].to", "must not be empty"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 2000, to: b}\n"
+	                      "      - to: c\n        after_ms: 2000\n"
+	                      "  - name: b\n  - name: c\n",
+	         10, "skills[0].overflow[1].after_ms",
+	         "2000 is not after the previous step's 2000 (after_ms must increase)"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 2000, to: b}\n"
+	                      "      - {after_ms: 1000, to: c}\n  - name: b\n  - name: c\n",
+	         9, "skills[0].overflow[1].after_ms", "1000 is not after the previous step's 2000"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 1000, to: b}\n"
+	                      "      - {after_ms: 2000, to: b}\n  - name: b\n",
+	         9, "skills[0].overflow[1].to",
+	         "duplicate target \"b\" (as skills[0].overflow[0])"},
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 1000, to: b}\n"
+	                      "      - {after_ms: 2000, to: c}\n      - {after_ms: 3000, to: d}\n"
+	                      "      - {after_ms: 4000, to: e}\n      - {after_ms: 5000, to: f}\n",
+	         12, "skills[0].overflow[4]", "too many overflow steps (at most 4)"},
+	        /* targets are checked once every group is read */
+	        {ROUTER GW SK "    overflow:\n      - {after_ms: 1000, to: b}\n"
+	                      "      - after_ms: 2000\n        to: genral\n  - name: b\n",
+	         10, "skills[0].overflow[1].to",
+	         "unknown skill group \"genral\" (did you mean general?)"},
+	        {ROUTER GW "skills:\n  - name: a\n  - name: b\n    overflow:\n"
+	                   "      - {after_ms: 1000, to: zzzzzz}\n",
+	         9, "skills[1].overflow[0].to", "unknown skill group \"zzzzzz\""},
+	        {ROUTER GW "skills:\n  - name: a\n  - name: b\n    overflow:\n"
+	                   "      - {after_ms: 1000, to: a}\n      - {after_ms: 2000, to: b}\n",
+	         10, "skills[1].overflow[1].to", "overflow to its own group \"b\""},
+	        /* the first error in the file wins over a later group's bad value */
+	        {ROUTER GW SK "    overflow: [{after_ms: 1000, to: nowhere}]\n"
+	                      "  - {name: b, strategy: fast}\n",
+	         8, "skills[1].strategy", "expected one of"},
 	        /* addresses */
 	        {"router:\n  address: 10.77.0\n" GW SK, 2, "router.address",
 	         "expected an IPv4 address, got \"10.77.0\""},
@@ -642,6 +907,78 @@ static void test_too_many(void **state)
 	text = many(1, CTL_MAX_SKILLS + 1, 0);
 	expect_error(text, 8 + CTL_MAX_SKILLS, "skills[256]", "too many skills (at most 256)");
 	free(text);
+}
+
+/* Every timer of a skill group: its edges are accepted, one past them refused. */
+static void test_skill_timer_ranges(void **state)
+{
+	static const struct {
+		const char *key;
+		uint32_t min;
+		size_t offset;
+	} timers[] = {
+	        {"wrap_up_ms", 0, offsetof(struct disp_skill_conf, wrap_up_ms)},
+	        {"break_max_ms", 100, offsetof(struct disp_skill_conf, break_max_ms)},
+	        {"first_response_ms", 100, offsetof(struct disp_skill_conf, first_response_ms)},
+	        {"reply_overdue_ms", 100, offsetof(struct disp_skill_conf, reply_overdue_ms)},
+	        {"hold_max_ms", 100, offsetof(struct disp_skill_conf, hold_max_ms)},
+	        {"idle_alert_ms", 100, offsetof(struct disp_skill_conf, idle_alert_ms)},
+	        {"reroute_ms", 0, offsetof(struct disp_skill_conf, reroute_ms)},
+	        {"eta_step_ms", 100, offsetof(struct disp_skill_conf, eta_step_ms)},
+	};
+	const uint32_t max = 86400000;
+	char text[256], key[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
+		const uint32_t ok[] = {timers[i].min, 100, 60000, max};
+		uint32_t v;
+
+		for (size_t j = 0; j < sizeof(ok) / sizeof(ok[0]); j++) {
+			snprintf(text, sizeof(text), ROUTER GW SK "    %s: %u\n", timers[i].key,
+			         ok[j]);
+			if (parse(text) != 0)
+				fail_msg("%s: %s", timers[i].key, err);
+			memcpy(&v, (const char *)&cfg.skills[0] + timers[i].offset, sizeof(v));
+			assert_int_equal(v, ok[j]);
+		}
+		snprintf(key, sizeof(key), "skills[0].%s", timers[i].key);
+		snprintf(text, sizeof(text), ROUTER GW SK "    %s: %u\n", timers[i].key, max + 1);
+		expect_error(text, 7, key, "out of range");
+		if (timers[i].min == 100) {
+			snprintf(text, sizeof(text), ROUTER GW SK "    %s: 99\n", timers[i].key);
+			expect_error(text, 7, key, "99 is out of range 100..86400000");
+			snprintf(text, sizeof(text), ROUTER GW SK "    %s: 0\n", timers[i].key);
+			expect_error(text, 7, key, "0 is out of range 100..86400000");
+		}
+		snprintf(text, sizeof(text), ROUTER GW SK "    %s: 1s\n", timers[i].key);
+		expect_error(text, 7, key, "expected an unsigned integer, got \"1s\"");
+	}
+	/* reroute_ms: 0 is off, and below 100 ms there is nothing to re-route by */
+	expect_error(ROUTER GW SK "    reroute_ms: 1\n", 7, "skills[0].reroute_ms",
+	             "1 is out of range: 0 (off) or 100..86400000");
+}
+
+/* Overflow may name a group of another tenant, and a group before or after it. */
+static void test_overflow_targets(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(ROUTER GW "skills:\n"
+	                                 "  - {name: a, tenant: shop-1,\n"
+	                                 "     overflow: [{after_ms: 100, to: c}]}\n"
+	                                 "  - {name: b, tenant: shop-2,\n"
+	                                 "     overflow: [{after_ms: 100, to: a}]}\n"
+	                                 "  - {name: c, overflow: [{after_ms: 0, to: b},\n"
+	                                 "                         {after_ms: 1, to: a}]}\n"),
+	                 0);
+	assert_int_equal(cfg.nb_skills, 3);
+	assert_string_equal(cfg.skills[0].overflow[0].to_skill, "c");
+	assert_string_equal(cfg.skills[1].overflow[0].to_skill, "a");
+	assert_int_equal(cfg.skills[2].nb_overflow, 2);
+	assert_string_equal(cfg.skills[2].overflow[1].to_skill, "a");
+	/* the steps a group does not use stay zero */
+	assert_int_equal(cfg.skills[0].overflow[1].after_ms, 0);
+	assert_string_equal(cfg.skills[0].overflow[1].to_skill, "");
 }
 
 /* The message quotes bad values without their control characters, and never a key. */
@@ -777,6 +1114,24 @@ static const char *const all_keys[] = {
         "skills[].tenant",
         "skills[].queue_capacity",
         "skills[].sla_answer_ms",
+        "skills[].strategy",
+        "skills[].wrap_up_ms",
+        "skills[].break_cap_pct",
+        "skills[].break_max_ms",
+        "skills[].first_response_ms",
+        "skills[].reply_overdue_ms",
+        "skills[].hold_max_ms",
+        "skills[].idle_alert_ms",
+        "skills[].reroute_ms",
+        "skills[].eta_step_ms",
+        "skills[].hours",
+        "skills[].hours.open",
+        "skills[].hours.close",
+        "skills[].hours.days",
+        "skills[].hours.utc_offset",
+        "skills[].overflow",
+        "skills[].overflow[].after_ms",
+        "skills[].overflow[].to",
 };
 #define NB_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -828,6 +1183,16 @@ static void test_print_keys(void **state)
 	assert_non_null(strstr(help_line(text, "log.level"), "error|warning|info|debug"));
 	assert_non_null(strstr(help_line(text, "skills[].queue_capacity"), " 1000 "));
 	assert_non_null(strstr(help_line(text, "limits.envelopes_per_frame"), "[1..64]"));
+	assert_non_null(strstr(help_line(text, "skills[].strategy"), " least-loaded "));
+	assert_non_null(strstr(help_line(text, "skills[].strategy"),
+	                       "[least-loaded|longest-idle|round-robin|best-skill|fewest-today|"
+	                       "random]"));
+	assert_non_null(strstr(help_line(text, "skills[].break_cap_pct"), " 20 "));
+	assert_non_null(strstr(help_line(text, "skills[].break_cap_pct"), "[1..100]"));
+	assert_non_null(strstr(help_line(text, "skills[].break_max_ms"), " 1200000 "));
+	assert_non_null(strstr(help_line(text, "skills[].idle_alert_ms"), " 900000 "));
+	assert_non_null(strstr(help_line(text, "skills[].hours.utc_offset"), " +08:00 "));
+	assert_non_null(strstr(help_line(text, "skills[].overflow[].to"), " required "));
 	free(text);
 }
 
@@ -959,6 +1324,8 @@ int main(void)
 	        cmocka_unit_test(test_limits_at_most),
 	        cmocka_unit_test(test_errors),
 	        cmocka_unit_test(test_too_many),
+	        cmocka_unit_test(test_skill_timer_ranges),
+	        cmocka_unit_test(test_overflow_targets),
 	        cmocka_unit_test(test_error_quotes_safely),
 	        cmocka_unit_test(test_error_buffer),
 	        cmocka_unit_test(test_failure_leaves_cfg),
