@@ -182,4 +182,56 @@ int gw_poll_set(struct gw_client *const *cs, unsigned n, uint64_t timeout_ns, gw
 /* gw_poll_set for one client, timeout in ms. */
 int gw_poll(struct gw_client *c, int timeout_ms, gw_envelope_fn *fn, void *ctx);
 
+/* ---- virtual-time simulation of the dispatcher (M/M/c) -------------------- */
+
+/*
+ * Drive a dispatcher (router/dispatch) in virtual time: one skill, `agents`
+ * agents of capacity 1, Poisson arrivals, exponential handling times, no
+ * wrap-up. Each customer's wait (assignment - arrival) is measured from the
+ * engine's own Assigned answers, so the result checks the engine against
+ * queueing theory (Erlang C). Events are kept in a preallocated binary heap;
+ * the run allocates only at start.
+ */
+struct bench_sim_conf {
+	uint32_t agents;      /* c, >= 1 */
+	double arrival_per_s; /* lambda, > 0 */
+	double handle_mean_s; /* 1 / mu, > 0 */
+	double target_s;      /* service-level threshold T (waited <= T), >= 0 */
+	uint64_t warmup;      /* first customers, not measured */
+	uint64_t customers;   /* customers measured after the warm-up, >= 1 */
+	uint64_t seed;        /* of the arrival and handling streams */
+};
+
+struct bench_sim_result {
+	uint64_t customers;   /* measured (all assigned) */
+	double mean_wait_s;   /* mean of assignment - arrival */
+	double p_wait;        /* fraction that waited at all */
+	double service_level; /* fraction that waited <= target_s */
+	double max_wait_s;
+	uint32_t max_queue;          /* deepest queue seen */
+	double virtual_s;            /* virtual time simulated */
+	double engine_service_level; /* the engine's own answered_in_target / answered, with
+	                              * target_s as its sla_answer_ms; < 0 if the engine
+	                              * does not offer skill figures */
+};
+
+/* Erlang C for c servers at offered load a = lambda / mu (a < c): the
+ * probability an arrival waits, its mean wait and the service level. */
+struct bench_erlang {
+	double p_wait;        /* C(c, a) */
+	double mean_wait_s;   /* C / (c mu - lambda) */
+	double service_level; /* 1 - C exp(-(c mu - lambda) T) */
+};
+
+/* Returns 0, or -EINVAL (no agents, non-positive rates, load >= c, T < 0). */
+int bench_erlang_c(uint32_t agents, double arrival_per_s, double handle_mean_s, double target_s,
+                   struct bench_erlang *out);
+
+/*
+ * Run the simulation. Returns 0; -EINVAL (bad conf, or the load is >= c: the
+ * queue would grow without bound); -ENOMEM; -EIO (the engine refused a
+ * request, answered something unexpected, or lost a session).
+ */
+int bench_sim_run(const struct bench_sim_conf *conf, struct bench_sim_result *out);
+
 #endif /* SURGE_BENCH_H */

@@ -1,0 +1,675 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_dispatch: the routing engine's cost on one core, without I/O.
+ *
+ * Steady state: N agents of capacity 4 in one skill, S sessions assigned and
+ * Q waiting. One cycle = the life of one session, four API calls (four ops):
+ * a customer message and an agent reply on a random assigned session, the
+ * agent's close (which, with a queue, assigns its head to the freed agent),
+ * and a new SessionOpen (assigned at once, or queued at the tail). So the
+ * populations stay constant while every kind of assignment happens.
+ *
+ * Two sweeps: agents 1k -> 100k with no queue (75% of the capacity in use, so
+ * each open picks among agents with room), and waiting sessions 10k -> 1M
+ * behind 1k full agents. The same driver runs a naive dispatcher written here
+ * (linear scan for the least loaded agent, a FIFO array for the queue) as the
+ * baseline: what a simple implementation costs on the same machine and the
+ * same harness (its cost includes the driver's, as the engine's does).
+ *
+ * Memory: the engine allocates everything at creation, so a session costs
+ * what one more unit of max_sessions (a slot) and of queue_capacity adds:
+ * measured with disp_footprint if the engine has it, else from malloc's
+ * accounting (mallinfo2) around disp_create.
+ *
+ * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)]
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dispatch.h"
+
+/* Newer than the engine's first version: used when the engine has them. */
+__attribute__((weak)) size_t disp_footprint(const struct disp_engine *e);
+__attribute__((weak)) void disp_tick(struct disp_engine *e, uint64_t now_ms);
+
+#define AGW        1u
+#define CGW        2u
+#define CAPACITY   4u
+#define NAME_LEN   12u
+#define SKILL      "chat"
+#define TICK_EVERY 1024u /* cycles per virtual ms (and per disp_tick) */
+
+static double g_seconds = 0.4;
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t heap_bytes(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* ---- the driver, common to both implementations ---------------------------- */
+
+struct impl;
+
+struct driver {
+	const struct impl *impl;
+	void *h;
+	uint64_t *act_sid;   /* assigned sessions ... */
+	uint32_t *act_agent; /* ... and their agents */
+	uint32_t nb_act, cap_act;
+	char (*names)[NAME_LEN];
+	uint8_t *name_len;
+	uint64_t now, ref, msg, rng;
+	uint64_t failures; /* refusals, Busy, unexpected answers */
+};
+
+struct impl {
+	const char *name;
+	int (*open)(struct driver *d, uint64_t ref);
+	int (*cmsg)(struct driver *d, uint64_t sid);
+	int (*amsg)(struct driver *d, uint64_t sid, uint32_t agent);
+	int (*close)(struct driver *d, uint64_t sid, uint32_t agent);
+	void (*tick)(struct driver *d);
+};
+
+static void act_push(struct driver *d, uint64_t sid, uint32_t agent)
+{
+	if (d->nb_act == d->cap_act) {
+		d->failures++;
+		return;
+	}
+	d->act_sid[d->nb_act] = sid;
+	d->act_agent[d->nb_act] = agent;
+	d->nb_act++;
+}
+
+static struct disp_str agent_str(const struct driver *d, uint32_t a)
+{
+	return (struct disp_str){d->names[a], d->name_len[a]};
+}
+
+/* ---- the engine -------------------------------------------------------------- */
+
+static uint32_t parse_agent(struct disp_str id)
+{
+	uint32_t v = 0;
+
+	for (uint32_t i = 1; i < id.len; i++)
+		v = v * 10 + (uint32_t)(id.ptr[i] - '0');
+	return v;
+}
+
+static void eng_emit(void *ctx, const struct disp_out *o)
+{
+	struct driver *d = ctx;
+
+	if (o->kind == DISP_OUT_ASSIGNED && o->to_agent)
+		act_push(d, o->session_id, parse_agent(o->agent_id));
+	else if (o->kind == DISP_OUT_BUSY || o->kind == DISP_OUT_ERROR)
+		d->failures++;
+}
+
+static int eng_open(struct driver *d, uint64_t ref)
+{
+	char cid[24], *p = cid + sizeof(cid);
+	uint64_t v = ref;
+	struct disp_open req = {
+	        .open_ref = ref,
+	        .skill = {SKILL, sizeof(SKILL) - 1},
+	        .channel = 1,
+	};
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	*--p = 'c';
+	req.customer_id = (struct disp_str){p, (uint32_t)(cid + sizeof(cid) - p)};
+	return disp_session_open(d->h, CGW, &req, d->now);
+}
+
+static int eng_cmsg(struct driver *d, uint64_t sid)
+{
+	return disp_customer_message(d->h, CGW, sid, ++d->msg, (struct disp_str){"hello", 5},
+	                             (struct disp_str){NULL, 0}, d->now);
+}
+
+static int eng_amsg(struct driver *d, uint64_t sid, uint32_t agent)
+{
+	return disp_agent_message(d->h, AGW, sid, agent_str(d, agent), ++d->msg,
+	                          (struct disp_str){"hi, how can I help?", 19},
+	                          (struct disp_str){NULL, 0}, false, d->now);
+}
+
+static int eng_close(struct driver *d, uint64_t sid, uint32_t agent)
+{
+	return disp_agent_close(d->h, AGW, sid, agent_str(d, agent), (struct disp_str){"done", 4},
+	                        d->now);
+}
+
+static void eng_tick(struct driver *d)
+{
+	if (disp_tick)
+		disp_tick(d->h, d->now);
+}
+
+static const struct impl engine_impl = {"engine", eng_open,  eng_cmsg,
+                                        eng_amsg, eng_close, eng_tick};
+
+static struct disp_engine *eng_create(struct driver *d, uint32_t agents, uint32_t sessions,
+                                      uint32_t queue)
+{
+	struct disp_skill_conf skill = {.name = SKILL, .queue_capacity = queue};
+	struct disp_conf c = {
+	        .skills = &skill,
+	        .nb_skills = 1,
+	        .max_agents = agents,
+	        .max_sessions = sessions,
+	        .backlog_max = 8,
+	        .heartbeat_timeout_ms = UINT32_MAX,
+	        .emit = eng_emit,
+	        .emit_ctx = d,
+	};
+
+	return disp_create(&c);
+}
+
+/* ---- the naive baseline ------------------------------------------------------- */
+
+struct naive_agent {
+	uint32_t load;
+	uint64_t idle_since;
+};
+
+struct naive_sess {
+	uint32_t gen;
+	uint32_t state; /* 0 free, 1 queued, 2 assigned */
+	uint32_t agent;
+	uint32_t next_free;
+	uint64_t opened, ref, msgs;
+	char cid[24];
+};
+
+struct naive {
+	struct naive_agent *agents;
+	uint32_t nb_agents;
+	struct naive_sess *sess;
+	uint32_t nb_sess, free_head;
+	uint32_t *q; /* ring of waiting slots */
+	uint32_t q_cap, q_head, q_len;
+};
+
+static uint64_t naive_id(const struct naive *n, uint32_t slot)
+{
+	return ((uint64_t)n->sess[slot].gen << 32) | (slot + 1);
+}
+
+static struct naive_sess *naive_find(struct naive *n, uint64_t sid, uint32_t state)
+{
+	uint32_t slot = (uint32_t)sid - 1;
+
+	if (slot >= n->nb_sess || n->sess[slot].gen != (uint32_t)(sid >> 32) ||
+	    n->sess[slot].state != state)
+		return NULL;
+	return &n->sess[slot];
+}
+
+static void naive_assign(struct driver *d, uint32_t slot, uint32_t agent)
+{
+	struct naive *n = d->h;
+
+	n->sess[slot].state = 2;
+	n->sess[slot].agent = agent;
+	n->agents[agent].load++;
+	act_push(d, naive_id(n, slot), agent);
+}
+
+/* least loaded with room, then idle the longest: a scan of every agent */
+static uint32_t naive_pick(const struct naive *n)
+{
+	uint32_t best = UINT32_MAX;
+
+	for (uint32_t a = 0; a < n->nb_agents; a++) {
+		const struct naive_agent *g = &n->agents[a];
+
+		if (g->load >= CAPACITY)
+			continue;
+		if (best == UINT32_MAX || g->load < n->agents[best].load ||
+		    (g->load == n->agents[best].load && g->idle_since < n->agents[best].idle_since))
+			best = a;
+	}
+	return best;
+}
+
+static int naive_open_hint(struct driver *d, uint64_t ref, uint32_t hint)
+{
+	struct naive *n = d->h;
+	uint32_t slot = n->free_head, agent;
+	struct naive_sess *s;
+
+	if (slot == UINT32_MAX)
+		return -EBUSY;
+	s = &n->sess[slot];
+	n->free_head = s->next_free;
+	s->state = 1;
+	s->opened = d->now;
+	s->ref = ref;
+	s->msgs = 0;
+	snprintf(s->cid, sizeof(s->cid), "c%llu", (unsigned long long)ref);
+	agent = hint != UINT32_MAX ? hint : naive_pick(n);
+	if (agent != UINT32_MAX && n->agents[agent].load < CAPACITY) {
+		naive_assign(d, slot, agent);
+		return 0;
+	}
+	if (n->q_len == n->q_cap)
+		return -EBUSY;
+	n->q[(n->q_head + n->q_len++) % n->q_cap] = slot;
+	return 0;
+}
+
+static int naive_open(struct driver *d, uint64_t ref)
+{
+	return naive_open_hint(d, ref, UINT32_MAX);
+}
+
+static int naive_cmsg(struct driver *d, uint64_t sid)
+{
+	struct naive_sess *s = naive_find(d->h, sid, 2);
+
+	if (!s)
+		return -EINVAL;
+	s->msgs++;
+	return 0;
+}
+
+static int naive_amsg(struct driver *d, uint64_t sid, uint32_t agent)
+{
+	struct naive_sess *s = naive_find(d->h, sid, 2);
+
+	if (!s || s->agent != agent)
+		return -EPERM;
+	s->msgs++;
+	return 0;
+}
+
+static int naive_close(struct driver *d, uint64_t sid, uint32_t agent)
+{
+	struct naive *n = d->h;
+	struct naive_sess *s = naive_find(n, sid, 2);
+	uint32_t slot;
+
+	if (!s || s->agent != agent)
+		return -EPERM;
+	slot = (uint32_t)(s - n->sess);
+	s->state = 0;
+	s->gen++;
+	s->next_free = n->free_head;
+	n->free_head = slot;
+	if (--n->agents[agent].load == 0)
+		n->agents[agent].idle_since = d->now;
+	if (n->q_len) {
+		uint32_t head = n->q[n->q_head];
+
+		n->q_head = (n->q_head + 1) % n->q_cap;
+		n->q_len--;
+		naive_assign(d, head, agent);
+	}
+	return 0;
+}
+
+static void naive_tick(struct driver *d)
+{
+	(void)d;
+}
+
+static const struct impl naive_impl = {"naive",    naive_open,  naive_cmsg,
+                                       naive_amsg, naive_close, naive_tick};
+
+static struct naive *naive_create(uint32_t agents, uint32_t sessions, uint32_t queue)
+{
+	struct naive *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->agents = calloc(agents, sizeof(*n->agents));
+	n->sess = calloc(sessions, sizeof(*n->sess));
+	n->q = calloc(queue, sizeof(*n->q));
+	if (!n->agents || !n->sess || !n->q) {
+		free(n->agents);
+		free(n->sess);
+		free(n->q);
+		free(n);
+		return NULL;
+	}
+	n->nb_agents = agents;
+	n->nb_sess = sessions;
+	n->q_cap = queue;
+	for (uint32_t i = 0; i < sessions; i++)
+		n->sess[i].next_free = i + 1 < sessions ? i + 1 : UINT32_MAX;
+	n->free_head = 0;
+	return n;
+}
+
+static void naive_destroy(struct naive *n)
+{
+	if (!n)
+		return;
+	free(n->agents);
+	free(n->sess);
+	free(n->q);
+	free(n);
+}
+
+/* ---- one measurement ----------------------------------------------------------- */
+
+struct result {
+	const char *impl;
+	const char *sweep;
+	uint32_t agents;
+	uint32_t active;
+	uint32_t waiting;
+	uint64_t ops;
+	double seconds;
+	double ops_per_s;
+	double ns_per_op;
+	uint64_t failures;
+};
+
+static void cycle(struct driver *d)
+{
+	const struct impl *im = d->impl;
+	uint32_t i = (uint32_t)(xorshift(&d->rng) % d->nb_act);
+	uint64_t sid = d->act_sid[i];
+	uint32_t agent = d->act_agent[i];
+
+	d->nb_act--;
+	d->act_sid[i] = d->act_sid[d->nb_act];
+	d->act_agent[i] = d->act_agent[d->nb_act];
+	if (im->cmsg(d, sid) | im->amsg(d, sid, agent) | im->close(d, sid, agent) |
+	    im->open(d, ++d->ref))
+		d->failures++;
+}
+
+static void run_cycles(struct driver *d, uint64_t n)
+{
+	for (uint64_t c = 0; c < n; c++) {
+		if (d->nb_act == 0) {
+			d->failures++;
+			return;
+		}
+		cycle(d);
+		if ((d->ref & (TICK_EVERY - 1)) == 0) {
+			d->now++;
+			d->impl->tick(d);
+		}
+	}
+}
+
+static int measure(const struct impl *im, const char *sweep, uint32_t agents, uint32_t waiting,
+                   struct result *r)
+{
+	uint32_t opened = waiting ? agents * CAPACITY + waiting : agents * CAPACITY * 3 / 4;
+	uint32_t sessions = agents * CAPACITY + waiting + 1024, queue = waiting + 1024;
+	struct driver d = {.impl = im, .now = 1, .rng = 0x2545f4914f6cdd1dull};
+	uint64_t ops = 0;
+	double t0, t;
+	int rc = -ENOMEM;
+
+	d.cap_act = agents * CAPACITY + 1;
+	d.act_sid = malloc(d.cap_act * sizeof(*d.act_sid));
+	d.act_agent = malloc(d.cap_act * sizeof(*d.act_agent));
+	d.names = malloc((size_t)agents * sizeof(*d.names));
+	d.name_len = malloc(agents);
+	if (!d.act_sid || !d.act_agent || !d.names || !d.name_len)
+		goto out_free;
+	for (uint32_t a = 0; a < agents; a++)
+		d.name_len[a] = (uint8_t)snprintf(d.names[a], NAME_LEN, "a%u", a);
+
+	if (im == &engine_impl) {
+		const struct disp_skill_level lvl = {{SKILL, sizeof(SKILL) - 1}, 3};
+
+		d.h = eng_create(&d, agents, sessions, queue);
+		if (!d.h)
+			goto out_free;
+		for (uint32_t a = 0; a < agents; a++) {
+			struct disp_login req = {.agent_id = agent_str(&d, a),
+			                         .skills = &lvl,
+			                         .nb_skills = 1,
+			                         .max_sessions = CAPACITY};
+
+			if (disp_agent_login(d.h, AGW, &req, d.now) < 0)
+				d.failures++;
+		}
+		for (uint32_t k = 0; k < opened; k++)
+			if (im->open(&d, ++d.ref) < 0)
+				d.failures++;
+	} else {
+		d.h = naive_create(agents, sessions, queue);
+		if (!d.h)
+			goto out_free;
+		/* fill round-robin: a scan per open would take minutes at 100k agents */
+		for (uint32_t k = 0; k < opened; k++)
+			if (naive_open_hint(&d, ++d.ref,
+			                    k < agents * CAPACITY ? k % agents : UINT32_MAX) < 0)
+				d.failures++;
+	}
+
+	/* warm up (caches, branch predictors), then whole batches until the time is up */
+	run_cycles(&d, im == &engine_impl ? 100000 : 2000);
+	t0 = now_s();
+	do {
+		run_cycles(&d, 256);
+		ops += 4 * 256;
+		t = now_s() - t0;
+	} while (t < g_seconds);
+
+	r->impl = im->name;
+	r->sweep = sweep;
+	r->agents = agents;
+	r->active = d.nb_act;
+	r->waiting = opened - d.nb_act;
+	r->ops = ops;
+	r->seconds = t;
+	r->ops_per_s = (double)ops / t;
+	r->ns_per_op = t * 1e9 / (double)ops;
+	r->failures = d.failures;
+	rc = 0;
+
+	if (im == &engine_impl)
+		disp_destroy(d.h);
+	else
+		naive_destroy(d.h);
+out_free:
+	free(d.act_sid);
+	free(d.act_agent);
+	free(d.names);
+	free(d.name_len);
+	return rc;
+}
+
+/* ---- memory per unit ------------------------------------------------------------ */
+
+/* Bytes the engine holds for this configuration; 0 if it cannot be created. */
+static uint64_t engine_bytes(uint32_t agents, uint32_t sessions, uint32_t queue, bool *footprint)
+{
+	struct driver d = {0};
+	uint64_t before = heap_bytes(), bytes;
+	struct disp_engine *e = eng_create(&d, agents, sessions, queue);
+
+	if (!e)
+		return 0;
+	*footprint = disp_footprint != NULL;
+	bytes = disp_footprint ? disp_footprint(e) : heap_bytes() - before;
+	disp_destroy(e);
+	return bytes;
+}
+
+struct memory {
+	bool footprint; /* from disp_footprint, else mallinfo2 */
+	double per_session_slot;
+	double per_queue_slot;
+	double per_agent;
+	uint64_t base; /* 1k agents, 64k sessions, queue 1k */
+};
+
+static void memory_measure(struct memory *m)
+{
+	const uint32_t a0 = 1024, s0 = 65536, q0 = 1024, big = 1u << 20;
+	uint64_t base = engine_bytes(a0, s0, q0, &m->footprint);
+
+	m->base = base;
+	m->per_session_slot =
+	        ((double)engine_bytes(a0, big, q0, &m->footprint) - (double)base) / (big - s0);
+	m->per_queue_slot =
+	        ((double)engine_bytes(a0, s0, big, &m->footprint) - (double)base) / (big - q0);
+	m->per_agent =
+	        ((double)engine_bytes(128 * a0, s0, q0, &m->footprint) - (double)base) / (127 * a0);
+}
+
+/* ---- report ---------------------------------------------------------------------- */
+
+static void print_row(const struct result *r)
+{
+	printf("%-7s %-7s %8u %8u %8u %10.2f %8.1f%s\n", r->impl, r->sweep, r->agents, r->active,
+	       r->waiting, r->ops_per_s / 1e6, r->ns_per_op, r->failures ? "  (failures!)" : "");
+}
+
+static void json_row(FILE *f, const struct result *r, bool last)
+{
+	fprintf(f,
+	        "    {\"impl\": \"%s\", \"sweep\": \"%s\", \"agents\": %u, \"active\": %u, "
+	        "\"waiting\": %u, \"ops\": %llu, \"seconds\": %.4f, \"ops_per_s\": %.0f, "
+	        "\"ns_per_op\": %.2f, \"failures\": %llu}%s\n",
+	        r->impl, r->sweep, r->agents, r->active, r->waiting, (unsigned long long)r->ops,
+	        r->seconds, r->ops_per_s, r->ns_per_op, (unsigned long long)r->failures,
+	        last ? "" : ",");
+}
+
+#define NB_SIZES 3
+static const uint32_t agent_sizes[NB_SIZES] = {1000, 10000, 100000};
+static const uint32_t queue_sizes[NB_SIZES] = {10000, 100000, 1000000};
+#define QUEUE_AGENTS 1000u
+
+int main(int argc, char **argv)
+{
+	struct result res[2][2][NB_SIZES]; /* impl, sweep, size */
+	const struct impl *impls[2] = {&engine_impl, &naive_impl};
+	const char *json = NULL;
+	double growth[2][2];
+	struct memory mem;
+	uint64_t failures = 0;
+	FILE *f;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+			json = argv[++i];
+		} else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+			g_seconds = atof(argv[++i]);
+		} else {
+			fprintf(stderr, "usage: %s [--json FILE] [--seconds S]\n", argv[0]);
+			return 2;
+		}
+	}
+
+	memory_measure(&mem);
+	printf("dispatcher micro-benchmark: one core, 4 ops per cycle "
+	       "(customer msg, agent msg, close, open), agents of capacity %u%s\n\n",
+	       CAPACITY, disp_tick ? ", disp_tick every virtual ms" : "");
+	printf("%-7s %-7s %8s %8s %8s %10s %8s\n", "impl", "sweep", "agents", "active", "waiting",
+	       "Mops/s", "ns/op");
+	for (int i = 0; i < 2; i++) {
+		for (int k = 0; k < NB_SIZES; k++) {
+			struct result *r = &res[i][0][k];
+
+			if (measure(impls[i], "agents", agent_sizes[k], 0, r) < 0) {
+				perror("measure");
+				return 1;
+			}
+			print_row(r);
+			failures += r->failures;
+		}
+		for (int k = 0; k < NB_SIZES; k++) {
+			struct result *r = &res[i][1][k];
+
+			if (measure(impls[i], "queue", QUEUE_AGENTS, queue_sizes[k], r) < 0) {
+				perror("measure");
+				return 1;
+			}
+			print_row(r);
+			failures += r->failures;
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		for (int s = 0; s < 2; s++)
+			growth[i][s] = res[i][s][NB_SIZES - 1].ns_per_op / res[i][s][0].ns_per_op;
+
+	printf("\ncost growth (ns/op at the largest size / at the smallest):\n");
+	printf("  engine: agents 1k->100k %.2fx, waiting 10k->1M %.2fx (target <= 1.5x)\n",
+	       growth[0][0], growth[0][1]);
+	printf("  naive:  agents 1k->100k %.2fx, waiting 10k->1M %.2fx\n", growth[1][0],
+	       growth[1][1]);
+	printf("\nengine memory (%s): %.1f B per session slot, %.1f B per queue slot, "
+	       "%.1f B per agent; %.1f MiB for 1k agents, 64k sessions, queue 1k\n",
+	       mem.footprint ? "disp_footprint" : "malloc accounting, disp_footprint not linked",
+	       mem.per_session_slot, mem.per_queue_slot, mem.per_agent, mem.base / 1048576.0);
+	printf("  per queued session %.1f B (slot + queue slot; target <= 256), per active session "
+	       "%.1f B (slot)\n",
+	       mem.per_session_slot + mem.per_queue_slot, mem.per_session_slot);
+	printf("  held text (questions, messages) comes on top, from the fixed text pool\n");
+	if (failures)
+		printf("\nWARNING: %llu requests failed or were refused\n",
+		       (unsigned long long)failures);
+
+	if (json) {
+		f = fopen(json, "w");
+		if (!f) {
+			perror(json);
+			return 1;
+		}
+		fprintf(f,
+		        "{\n  \"capacity\": %u,\n  \"ops_per_cycle\": 4,\n  \"seconds_per_run\": "
+		        "%.2f,\n  \"tick\": %s,\n  \"runs\": [\n",
+		        CAPACITY, g_seconds, disp_tick ? "true" : "false");
+		for (int i = 0; i < 2; i++)
+			for (int s = 0; s < 2; s++)
+				for (int k = 0; k < NB_SIZES; k++)
+					json_row(f, &res[i][s][k],
+					         i == 1 && s == 1 && k == NB_SIZES - 1);
+		fprintf(f,
+		        "  ],\n  \"growth\": {\"engine_agents\": %.3f, \"engine_queue\": %.3f, "
+		        "\"naive_agents\": %.3f, \"naive_queue\": %.3f},\n",
+		        growth[0][0], growth[0][1], growth[1][0], growth[1][1]);
+		fprintf(f,
+		        "  \"memory\": {\"source\": \"%s\", \"per_session_slot\": %.1f, "
+		        "\"per_queue_slot\": %.1f, \"per_agent\": %.1f, \"per_queued_session\": "
+		        "%.1f, \"per_active_session\": %.1f, \"base_bytes\": %llu},\n",
+		        mem.footprint ? "disp_footprint" : "mallinfo2", mem.per_session_slot,
+		        mem.per_queue_slot, mem.per_agent,
+		        mem.per_session_slot + mem.per_queue_slot, mem.per_session_slot,
+		        (unsigned long long)mem.base);
+		fprintf(f, "  \"failures\": %llu\n}\n", (unsigned long long)failures);
+		fclose(f);
+	}
+	return failures ? 1 : 0;
+}
