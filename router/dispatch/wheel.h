@@ -22,10 +22,10 @@
 struct disp_timer {
 	struct disp_timer *next; /* NULL when not pending */
 	struct disp_timer *prev;
-	uint64_t expires_ms;     /* when it fires */
-	uint32_t owner;          /* caller's: e.g. a session or agent index */
-	uint16_t kind;           /* caller's: what to do when it fires */
-	uint16_t level;          /* wheel-private */
+	uint64_t expires_ms; /* when it fires */
+	uint32_t owner;      /* caller's: e.g. a session or agent index */
+	uint16_t kind;       /* caller's: what to do when it fires */
+	uint16_t level;      /* wheel-private: level << 8 | slot */
 };
 
 #define DISP_WHEEL_LEVELS 4
@@ -34,7 +34,8 @@ struct disp_timer {
 struct disp_wheel {
 	uint64_t now_ms; /* the wheel's time: every timer due at or before it has fired */
 	struct disp_timer slots[DISP_WHEEL_LEVELS][DISP_WHEEL_SLOTS]; /* list heads */
-	uint32_t pending; /* timers linked */
+	uint32_t pending;                                             /* timers linked */
+	uint64_t occupied[DISP_WHEEL_LEVELS][DISP_WHEEL_SLOTS / 64];  /* non-empty slots */
 };
 
 typedef void disp_timer_fn(void *ctx, struct disp_timer *t);
@@ -69,8 +70,7 @@ void disp_wheel_cancel(struct disp_wheel *w, struct disp_timer *t);
  * many fired. A jump of hours costs O(slots crossed + timers moved), not
  * O(milliseconds).
  */
-uint32_t disp_wheel_advance(struct disp_wheel *w, uint64_t now_ms, disp_timer_fn *fire,
-			    void *ctx);
+uint32_t disp_wheel_advance(struct disp_wheel *w, uint64_t now_ms, disp_timer_fn *fire, void *ctx);
 
 /* ---- MPSC ring ------------------------------------------------------------ */
 
