@@ -197,7 +197,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef FUZZ_REPLAY_MAIN
-#include <dirent.h>
+#include "replay.h"
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -392,51 +392,6 @@ static size_t mutate(uint8_t *buf, size_t len)
 	return len;
 }
 
-static int run_file(const char *path)
-{
-	struct stat st;
-	FILE *f;
-	uint8_t *buf;
-	size_t n;
-
-	if (stat(path, &st) != 0) {
-		fprintf(stderr, "fuzz_net: cannot stat %s\n", path);
-		return -1;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		DIR *d = opendir(path);
-		struct dirent *de;
-		char child[4096];
-		int rc = 0;
-
-		if (!d)
-			return -1;
-		while ((de = readdir(d))) {
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(child, sizeof(child), "%s/%s", path, de->d_name);
-			rc |= run_file(child);
-		}
-		closedir(d);
-		return rc;
-	}
-	f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "fuzz_net: cannot open %s\n", path);
-		return -1;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		fclose(f);
-		return -1;
-	}
-	n = fread(buf, 1, (size_t)st.st_size, f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
-	free(buf);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *env = getenv("SURGE_SEED"), *iters_env = getenv("FUZZ_ITERATIONS");
@@ -450,7 +405,7 @@ int main(int argc, char **argv)
 	size_t k, len;
 
 	for (i = 1; i < (unsigned long)argc; i++, files++)
-		rc |= run_file(argv[i]);
+		rc |= replay_path(argv[i]);
 
 	printf("fuzz_net: seed %" PRIu64 " (set SURGE_SEED to replay), %lu iterations\n", seed,
 	       iters);
