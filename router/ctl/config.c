@@ -1250,12 +1250,6 @@ static int cfg_parse_utc_offset(struct cfg_ctx *c, const struct cfg_key *k, yaml
 		                cfg_echo(s, len, echo, sizeof(echo)));
 	if (minutes > 14 * 60)
 		return cfg_fail(c, val, path, "%s is out of range -14:00..+14:00", s);
-	/* disp_hours reads an offset of 0 as its default: UTC would silently become +08:00 */
-	if (minutes == 0)
-		return cfg_fail(c, val, path,
-		                "%s cannot be configured: the dispatcher reads an offset of 0 as "
-		                "its default, +08:00",
-		                s);
 	v = (int16_t)(s[0] == '-' ? -(int)minutes : (int)minutes);
 	memcpy((char *)base + k->offset, &v, sizeof(v));
 	return 0;

@@ -35,6 +35,7 @@ static atomic_int dump_requested;
 struct run {
 	struct rt_router rt;
 	struct net_port port;
+	struct net_sock sock;
 	const struct ctl_config *cfg;
 };
 
@@ -94,6 +95,44 @@ static int worker_main(void *arg)
 	return 0;
 }
 
+/*
+ * The same router core on a kernel UDP socket: one recvmmsg per burst of up
+ * to 32 datagrams, waiting at most 1 ms so the delayed acks and timers run.
+ */
+static void kernel_main(struct run *run)
+{
+	struct rt_router *rt = &run->rt;
+	struct net_sock *s = &run->sock;
+	uint64_t prev_tick = 0, prev_stats = 0;
+
+	while (!atomic_load_explicit(&force_quit, memory_order_relaxed)) {
+		unsigned n = net_sock_rx(s, 1000);
+		uint64_t now = unix_ms();
+
+		rt_set_time(rt, now);
+		for (unsigned i = 0; i < n; i++) {
+			struct net_rx rx = {
+			        .peer = s->rx_peer[i],
+			        .payload = s->rx_buf[i],
+			        .payload_len = s->rx_len[i],
+			};
+			rt_rx_datagram(rt, &rx);
+		}
+		if (n)
+			rt_end_burst(rt);
+		if (now != prev_tick) {
+			rt_tick(rt);
+			prev_tick = now;
+		}
+		if (atomic_exchange_explicit(&dump_requested, 0, memory_order_relaxed) ||
+		    (run->cfg->stats_interval_ms &&
+		     now - prev_stats > run->cfg->stats_interval_ms)) {
+			rt_dump_stats(rt, stdout);
+			prev_stats = now;
+		}
+	}
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -130,6 +169,46 @@ static void print_summary(const struct ctl_config *cfg)
 	       cfg->udp_port, cfg->nb_gateways, cfg->nb_skills, cfg->nb_eal_args);
 }
 
+static void say_ready(const struct ctl_config *cfg, const char *how)
+{
+	char ip[16];
+
+	net_ip_str(cfg->ip, ip, sizeof(ip));
+	printf("surge-router: ready on %s:%u, %s, %u gateway(s), %u skill group(s)\n", ip,
+	       cfg->udp_port, how, cfg->nb_gateways, cfg->nb_skills);
+	fflush(stdout);
+}
+
+static int serve_kernel(const struct ctl_config *cfg)
+{
+	static struct run run;
+	int ret;
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGUSR1, on_signal);
+	ret = net_sock_open(&run.sock, cfg->ip, cfg->udp_port);
+	if (ret < 0) {
+		fprintf(stderr, "surge-router: cannot bind UDP port %u: %s\n", cfg->udp_port,
+		        strerror(-ret));
+		return EXIT_FAILURE;
+	}
+	run.cfg = cfg;
+	ret = rt_init(&run.rt, cfg, NULL, &run.sock);
+	if (ret < 0) {
+		fprintf(stderr, "surge-router: cannot set up the router: %s\n", strerror(-ret));
+		net_sock_close(&run.sock);
+		return EXIT_FAILURE;
+	}
+	say_ready(cfg, "kernel UDP socket");
+	kernel_main(&run);
+	printf("surge-router: stopping\n");
+	rt_dump_stats(&run.rt, stdout);
+	rt_fini(&run.rt);
+	net_sock_close(&run.sock);
+	return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -143,9 +222,9 @@ int main(int argc, char **argv)
 	static struct run run;
 	struct net_port_conf pconf;
 	const char *config_path = NULL;
-	char err[512], ip[16];
+	char err[512];
 	char *eal_argv[CTL_MAX_EAL_ARGS + 64];
-	int eal_argc = 0, opt, ret, check_only = 0, status = EXIT_FAILURE;
+	int eal_argc = 0, opt, ret, check_only = 0, kernel_io = 0, status = EXIT_FAILURE;
 	unsigned int worker;
 
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -155,6 +234,13 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			check_only = 1;
+			break;
+		case 'i':
+			if (strcmp(optarg, "kernel") && strcmp(optarg, "dpdk")) {
+				fprintf(stderr, "surge-router: --io must be dpdk or kernel\n");
+				return 2;
+			}
+			kernel_io = !strcmp(optarg, "kernel");
 			break;
 		case 'h':
 			usage(stdout);
@@ -181,6 +267,9 @@ int main(int argc, char **argv)
 		print_summary(&cfg);
 		return EXIT_SUCCESS;
 	}
+
+	if (kernel_io)
+		return serve_kernel(&cfg);
 
 	eal_argv[eal_argc++] = argv[0];
 	for (uint32_t i = 0; i < cfg.nb_eal_args; i++)
@@ -215,18 +304,16 @@ int main(int argc, char **argv)
 		goto out_cleanup_eal;
 	}
 	run.cfg = &cfg;
-	ret = rt_init(&run.rt, &cfg, &run.port);
+	ret = rt_init(&run.rt, &cfg, &run.port, NULL);
 	if (ret < 0) {
 		fprintf(stderr, "surge-router: cannot set up the router: %s\n", strerror(-ret));
 		goto out_close_port;
 	}
 
-	net_ip_str(cfg.ip, ip, sizeof(ip));
-	printf("surge-router: ready on %s:%u, dpdk port %u, mac %02x:%02x:%02x:%02x:%02x:%02x, "
-	       "%u gateway(s), %u skill group(s)\n",
-	       ip, cfg.udp_port, cfg.port_id, run.port.mac[0], run.port.mac[1], run.port.mac[2],
-	       run.port.mac[3], run.port.mac[4], run.port.mac[5], cfg.nb_gateways, cfg.nb_skills);
-	fflush(stdout);
+	snprintf(err, sizeof(err), "dpdk port %u, mac %02x:%02x:%02x:%02x:%02x:%02x", cfg.port_id,
+	         run.port.mac[0], run.port.mac[1], run.port.mac[2], run.port.mac[3],
+	         run.port.mac[4], run.port.mac[5]);
+	say_ready(&cfg, err);
 
 	/* One worker owns all state; the main lcore only waits for it. */
 	worker = rte_get_next_lcore(-1, 1, 0);

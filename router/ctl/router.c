@@ -88,6 +88,13 @@ static void rt_mark_dirty(struct rt_router *rt, struct rt_gateway *gw)
 
 static void rt_tx_drain(struct rt_router *rt)
 {
+	rt->io->tx_drain(rt);
+}
+
+/* DPDK: frames in mbufs, headers built here */
+
+static void rt_dpdk_drain(struct rt_router *rt)
+{
 	uint16_t sent;
 
 	if (rt->nb_tx == 0)
@@ -100,18 +107,83 @@ static void rt_tx_drain(struct rt_router *rt)
 static void rt_tx_enqueue(struct rt_router *rt, struct rte_mbuf *m)
 {
 	if (rt->nb_tx == RT_TX_BURST)
-		rt_tx_drain(rt);
+		rt_dpdk_drain(rt);
 	rt->tx[rt->nb_tx++] = m;
 }
+
+static uint8_t *rt_dpdk_begin(struct rt_router *rt, size_t *cap, void **handle)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(rt->port->pool);
+	size_t room;
+
+	if (unlikely(m == NULL))
+		return NULL;
+	room = rte_pktmbuf_tailroom(m);
+	if (room > (size_t)rt->port->mtu + 14u)
+		room = (size_t)rt->port->mtu + 14u;
+	*cap = room - NET_UDP_HDR_LEN;
+	*handle = m;
+	return rte_pktmbuf_mtod(m, uint8_t *) + NET_UDP_HDR_LEN;
+}
+
+static void rt_dpdk_end(struct rt_router *rt, void *handle, size_t len, const struct net_addr *peer)
+{
+	struct rte_mbuf *m = handle;
+	uint8_t *data = rte_pktmbuf_mtod(m, uint8_t *);
+	int flen = net_build_udp(data, rte_pktmbuf_tailroom(m), &rt->self, peer,
+	                         data + NET_UDP_HDR_LEN, len);
+
+	if (unlikely(flen < 0)) {
+		rt->rt_drops[RT_DROP_TX_OVERSIZE]++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	m->data_len = (uint16_t)flen;
+	m->pkt_len = (uint32_t)flen;
+	rt_tx_enqueue(rt, m);
+}
+
+static const struct rt_io_ops rt_dpdk_io = {
+        .tx_begin = rt_dpdk_begin,
+        .tx_end = rt_dpdk_end,
+        .tx_drain = rt_dpdk_drain,
+};
+
+/* Kernel socket: datagrams, the kernel builds the headers */
+
+static uint8_t *rt_sock_begin(struct rt_router *rt, size_t *cap, void **handle)
+{
+	*cap = NET_SOCK_DGRAM < (size_t)rt->cfg->mtu - 28u ? NET_SOCK_DGRAM
+	                                                   : (size_t)rt->cfg->mtu - 28u;
+	*handle = NULL;
+	return net_sock_tx_buf(rt->sock);
+}
+
+static void rt_sock_end(struct rt_router *rt, void *handle, size_t len, const struct net_addr *peer)
+{
+	(void)handle;
+	net_sock_tx_commit(rt->sock, len, peer);
+}
+
+static void rt_sock_drain(struct rt_router *rt)
+{
+	net_sock_tx_drain(rt->sock);
+}
+
+static const struct rt_io_ops rt_sock_io = {
+        .tx_begin = rt_sock_begin,
+        .tx_end = rt_sock_end,
+        .tx_drain = rt_sock_drain,
+};
 
 /* Send the gateway's pending envelopes (or a bare ack) as one frame. */
 static void rt_flush_gw(struct rt_router *rt, struct rt_gateway *gw)
 {
 	Surge__V1__Frame frame = SURGE__V1__FRAME__INIT;
-	struct rte_mbuf *m;
-	uint8_t *data;
+	uint8_t *payload;
+	void *handle;
 	size_t room;
-	int plen, flen;
+	int plen;
 
 	if (gw->nb_pending == 0 && !gw->ack_owed)
 		return;
@@ -119,8 +191,8 @@ static void rt_flush_gw(struct rt_router *rt, struct rt_gateway *gw)
 		rt->rt_drops[RT_DROP_TX_NO_PEER] += gw->nb_pending;
 		goto out_reset;
 	}
-	m = rte_pktmbuf_alloc(rt->port->pool);
-	if (unlikely(m == NULL)) {
+	payload = rt->io->tx_begin(rt, &room, &handle);
+	if (unlikely(payload == NULL)) {
 		rt->rt_drops[RT_DROP_TX_NO_MBUF] += gw->nb_pending;
 		goto out_reset;
 	}
@@ -131,27 +203,14 @@ static void rt_flush_gw(struct rt_router *rt, struct rt_gateway *gw)
 	frame.msgs = gw->pending;
 	frame.sent_ns = rt->now_ms * 1000000u;
 
-	data = rte_pktmbuf_mtod(m, uint8_t *);
-	room = rte_pktmbuf_tailroom(m);
-	if (room > (size_t)rt->port->mtu + 14u)
-		room = (size_t)rt->port->mtu + 14u;
-	plen = wire_encode_plain(gw->conf->id, &frame, data + NET_UDP_HDR_LEN,
-	                         room - NET_UDP_HDR_LEN);
+	plen = wire_encode_plain(gw->conf->id, &frame, payload, room);
 	if (unlikely(plen < 0)) {
+		/* the budget keeps frames under the MTU; this is a bug guard */
 		rt->rt_drops[RT_DROP_TX_OVERSIZE] += gw->nb_pending;
-		rte_pktmbuf_free(m);
+		rt->io->tx_end(rt, handle, 0, &gw->peer);
 		goto out_reset;
 	}
-	flen = net_build_udp(data, room, &rt->self, &gw->peer, data + NET_UDP_HDR_LEN,
-	                     (size_t)plen);
-	if (unlikely(flen < 0)) {
-		rt->rt_drops[RT_DROP_TX_OVERSIZE] += gw->nb_pending;
-		rte_pktmbuf_free(m);
-		goto out_reset;
-	}
-	m->data_len = (uint16_t)flen;
-	m->pkt_len = (uint32_t)flen;
-	rt_tx_enqueue(rt, m);
+	rt->io->tx_end(rt, handle, (size_t)plen, &gw->peer);
 	gw->tx_frames++;
 	gw->tx_envelopes += gw->nb_pending;
 out_reset:
@@ -384,6 +443,22 @@ static Surge__V1__Envelope *rt_envelope(struct rt_router *rt, const struct disp_
 		env->busy = b;
 		break;
 	}
+	case DISP_OUT_SLA_ALERT: {
+		Surge__V1__SlaAlert *a =
+		        RT_NEW(rt, Surge__V1__SlaAlert, SURGE__V1__SLA_ALERT__INIT);
+		if (!a)
+			return NULL;
+		a->session_id = o->session_id;
+		a->agent_id = rt_dup(rt, o->agent_id);
+		a->kind = (Surge__V1__SlaKind)o->sla;
+		a->elapsed_ms = o->elapsed_ms;
+		a->skill = rt_dup(rt, o->skill);
+		if (!a->agent_id || !a->skill)
+			return NULL;
+		env->body_case = SURGE__V1__ENVELOPE__BODY_SLA_ALERT;
+		env->sla_alert = a;
+		break;
+	}
 	case DISP_OUT_ERROR: {
 		Surge__V1__Error *e = RT_NEW(rt, Surge__V1__Error, SURGE__V1__ERROR__INIT);
 		if (!e)
@@ -560,7 +635,7 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 	}
 }
 
-static void rt_datagram(struct rt_router *rt, const struct net_rx *rx)
+void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx)
 {
 	Surge__V1__Packet *packet;
 	Surge__V1__Frame *frame;
@@ -650,7 +725,7 @@ void rt_rx_frame(struct rt_router *rt, struct rte_mbuf *m)
 	}
 	verdict = net_classify(data, rte_pktmbuf_data_len(m), &rt->self, &rx);
 	if (likely(verdict == NET_UDP)) {
-		rt_datagram(rt, &rx);
+		rt_rx_datagram(rt, &rx);
 		rte_pktmbuf_free(m);
 		return;
 	}
@@ -708,12 +783,14 @@ void rt_tick(struct rt_router *rt)
 		gw->down = true;
 		disp_gateway_down(rt->disp, gw->conf->id, rt->now_ms);
 	}
+	disp_tick(rt->disp, rt->now_ms);
 	rt_end_burst(rt);
 }
 
 /* ---- set-up -------------------------------------------------------------- */
 
-int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port)
+int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port,
+            struct net_sock *sock)
 {
 	struct disp_conf dc = {
 	        .skills = cfg->skills,
@@ -724,6 +801,7 @@ int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port 
 	        .text_pool_bytes = cfg->text_pool_mb << 20,
 	        .agent_text_max = cfg->agent_text_max,
 	        .customer_text_max = cfg->customer_text_max,
+	        .heartbeat_timeout_ms = cfg->heartbeat_timeout_ms,
 	        .emit = rt_emit,
 	        .emit_ctx = rt,
 	};
@@ -732,16 +810,22 @@ int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port 
 	void *rx_mem, *tx_mem;
 	int ret = -ENOMEM;
 
+	if ((port == NULL) == (sock == NULL))
+		return -EINVAL;
 	memset(rt, 0, sizeof(*rt));
 	rt->cfg = cfg;
 	rt->port = port;
-	memcpy(rt->self.mac, port->mac, sizeof(rt->self.mac));
+	rt->sock = sock;
+	rt->io = port ? &rt_dpdk_io : &rt_sock_io;
+	if (port)
+		memcpy(rt->self.mac, port->mac, sizeof(rt->self.mac));
 	rt->self.ip = cfg->ip;
 	rt->self.port = cfg->udp_port;
-	rt->frame_budget = (size_t)port->mtu - 28u - RT_FRAME_OVERHEAD;
+	rt->frame_budget = (size_t)cfg->mtu - 28u - RT_FRAME_OVERHEAD;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rt->tx_epoch = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	rt->now_ms = rt->tx_epoch / 1000000u;
+	dc.seed = rt->tx_epoch;
 
 	while (size < 2 * cfg->nb_gateways)
 		size <<= 1;
@@ -802,6 +886,42 @@ void rt_fini(struct rt_router *rt)
 
 /* ---- counters ------------------------------------------------------------ */
 
+static const char *const rt_sla_names[DISP_SLA_MAX] = {
+        [DISP_SLA_FIRST_RESPONSE] = "first_response", [DISP_SLA_REPLY_OVERDUE] = "reply_overdue",
+        [DISP_SLA_HOLD_OVERDUE] = "hold_overdue",     [DISP_SLA_QUEUE_WAIT] = "queue_wait",
+        [DISP_SLA_BREAK_OVERRUN] = "break_overrun",   [DISP_SLA_IDLE_NO_INFLOW] = "idle_no_inflow",
+};
+
+/* One skill group's figures, labelled by its name. */
+static void rt_dump_skill(const struct rt_router *rt, const char *name, FILE *out)
+{
+	struct disp_skill_figures f;
+
+	if (disp_skill_figures_get(rt->disp, rt_str(name), &f, rt->now_ms) < 0)
+		return;
+	fprintf(out, "surge_skill_offered_total{skill=\"%s\"} %" PRIu64 "\n", name, f.offered);
+	fprintf(out, "surge_skill_answered_total{skill=\"%s\"} %" PRIu64 "\n", name, f.answered);
+	fprintf(out, "surge_skill_answered_in_target_total{skill=\"%s\"} %" PRIu64 "\n", name,
+	        f.answered_in_target);
+	fprintf(out, "surge_skill_served_total{skill=\"%s\"} %" PRIu64 "\n", name, f.served);
+	fprintf(out, "surge_skill_abandoned_total{skill=\"%s\"} %" PRIu64 "\n", name, f.abandoned);
+	fprintf(out, "surge_skill_left_message_total{skill=\"%s\"} %" PRIu64 "\n", name,
+	        f.left_message);
+	fprintf(out, "surge_skill_transferred_out_total{skill=\"%s\"} %" PRIu64 "\n", name,
+	        f.transferred_out);
+	fprintf(out, "surge_skill_complaints_total{skill=\"%s\"} %" PRIu64 "\n", name,
+	        f.complaints);
+	for (int k = 1; k < DISP_SLA_MAX; k++)
+		fprintf(out, "surge_skill_sla_alerts_total{skill=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+		        name, rt_sla_names[k], f.sla_alerts[k]);
+	fprintf(out, "surge_skill_waiting{skill=\"%s\"} %u\n", name, f.waiting);
+	fprintf(out, "surge_skill_longest_wait_ms{skill=\"%s\"} %" PRIu64 "\n", name,
+	        f.longest_wait_ms);
+	fprintf(out, "surge_skill_agents_online{skill=\"%s\"} %u\n", name, f.agents_online);
+	fprintf(out, "surge_skill_agents_ready{skill=\"%s\"} %u\n", name, f.agents_ready);
+	fprintf(out, "surge_skill_agents_on_break{skill=\"%s\"} %u\n", name, f.agents_on_break);
+}
+
 void rt_dump_stats(const struct rt_router *rt, FILE *out)
 {
 	struct disp_stats ds;
@@ -819,7 +939,8 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	for (int i = 0; i < RT_DROP_MAX; i++)
 		fprintf(out, "surge_drops_total{layer=\"router\",reason=\"%s\"} %" PRIu64 "\n",
 		        rt_drop_names[i], rt->rt_drops[i]);
-	fprintf(out, "surge_port_tx_dropped_total %" PRIu64 "\n", rt->port->tx_dropped);
+	fprintf(out, "surge_port_tx_dropped_total %" PRIu64 "\n",
+	        rt->port ? rt->port->tx_dropped : rt->sock->tx_dropped);
 	for (uint32_t i = 0; i < rt->nb_gws; i++) {
 		const struct rt_gateway *gw = &rt->gws[i];
 		const char *name = gw->conf->name;
@@ -851,6 +972,8 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_agents_ready %u\n", ds.agents_ready);
 	fprintf(out, "surge_sessions_open %u\n", ds.sessions_open);
 	fprintf(out, "surge_sessions_waiting %u\n", ds.sessions_waiting);
+	for (uint32_t i = 0; i < rt->cfg->nb_skills; i++)
+		rt_dump_skill(rt, rt->cfg->skills[i].name, out);
 	fprintf(out, "# end\n");
 	fflush(out);
 }

@@ -53,10 +53,27 @@ enum rt_drop_reason {
 	RT_DROP_MAX
 };
 
+struct rt_router;
+
+/*
+ * The port under the router core, chosen at start: a DPDK port (Ethernet
+ * frames in mbufs; the router builds the headers) or a kernel UDP socket.
+ */
+struct rt_io_ops {
+	/* room for one datagram's payload (*cap bytes); NULL when none (counted) */
+	uint8_t *(*tx_begin)(struct rt_router *rt, size_t *cap, void **handle);
+	/* send the len bytes written for peer */
+	void (*tx_end)(struct rt_router *rt, void *handle, size_t len, const struct net_addr *peer);
+	/* hand everything queued to the port */
+	void (*tx_drain)(struct rt_router *rt);
+};
+
 struct rt_router {
 	const struct ctl_config *cfg;
-	struct net_port *port;
-	struct net_addr self; /* our MAC, IPv4 and UDP port */
+	const struct rt_io_ops *io; /* DPDK or kernel socket */
+	struct net_port *port;      /* the DPDK port, or NULL */
+	struct net_sock *sock;      /* the kernel socket, or NULL */
+	struct net_addr self;       /* our MAC, IPv4 and UDP port */
 	struct disp_engine *disp;
 	struct rt_gateway *gws; /* cfg->nb_gateways of them */
 	uint32_t nb_gws;
@@ -80,10 +97,12 @@ struct rt_router {
 };
 
 /*
- * Set up the router core for an opened port. Returns 0, or -ENOMEM, or
- * -EINVAL (dispatch refused the skills).
+ * Set up the router core for an opened DPDK port or kernel socket (exactly
+ * one of them non-NULL). Returns 0, or -ENOMEM, or -EINVAL (dispatch refused
+ * the skills, or not exactly one port).
  */
-int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port);
+int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port *port,
+            struct net_sock *sock);
 
 /* Free what rt_init allocated. */
 void rt_fini(struct rt_router *rt);
@@ -93,6 +112,9 @@ void rt_set_time(struct rt_router *rt, uint64_t now_ms);
 
 /* Handle one received Ethernet frame; the mbuf is consumed (freed or sent back). */
 void rt_rx_frame(struct rt_router *rt, struct rte_mbuf *m);
+
+/* Handle one UDP datagram for us (rx->peer and rx->payload set). */
+void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx);
 
 /* End of burst: flush every gateway's pending frame (acks piggybacked), send, reset arenas. */
 void rt_end_burst(struct rt_router *rt);

@@ -1,28 +1,48 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The routing engine, first version: skill queues, agents with a capacity,
- * assignment, messages, ends and drains. Breaks are granted without the 20%
- * cap, there are no service-level timers, no priorities and no transfer.
+ * The routing engine, second version: the platform's service rules (issue 3).
  *
  * Data layout (everything sized and allocated by disp_create):
  *  - sessions: one array; a session id is (generation << 32) | (slot + 1), so
  *    a stale or forged id is caught in O(1). Free slots form a FIFO, so an id
- *    is reused as late as possible.
- *  - a session is linked (prev/next) into exactly one list: its skill's FIFO
- *    wait queue while queued, its agent's list while assigned, the free list
- *    when free.
- *  - agents: one array and an open-addressing FNV-1a table (2x max_agents)
- *    on agent_id. Agents are never forgotten: a known agent that logs in again
- *    takes its slot back; a new id when the table is full is refused.
- *  - who can take a session: per skill, LOAD_BUCKETS lists of the READY agents
- *    with room, by current load (the last bucket holds every higher load),
- *    with a bitmask of the non-empty ones. The least loaded agent is the head
- *    of the lowest non-empty bucket: O(1). Agents join a bucket at its tail,
- *    so inside bucket 0 the head is the agent idle the longest (idle since its
- *    load last went to 0 or it logged in); inside the other buckets the order
- *    is by the time the agent reached that load, an approximation of
- *    "longest idle". An agent with k skills is in k lists, so a load change
- *    costs O(k).
+ *    is reused as late as possible. A session is linked (prev/next) into
+ *    exactly one list: a wait queue while queued, its agent's list while
+ *    assigned or in wrap-up, the free list when free.
+ *  - wait queues: per skill, one FIFO per priority class (0..7, higher served
+ *    first, higher requests clamped to 7) and a bitmask of the non-empty
+ *    classes. A session re-queued after a disconnect or a re-route goes to the
+ *    FRONT of its class and keeps its original enqueue time. Each class hands
+ *    out tickets (back: increasing; front: one below the head) so a position
+ *    is (sessions in higher classes) + (ticket distance to the class head) + 1,
+ *    O(8). Sessions that left from the middle of a class (abandoned) are
+ *    still counted in the distance of those behind them until the head moves
+ *    past their ticket: positions are then an over-estimate by that many.
+ *  - arrivals: SessionOpen pushes the new session's index into its skill's
+ *    MPSC ring (wheel.h); the owner drains the rings into the wait queues at
+ *    the start of every request and tick, so with one worker an arrival is
+ *    placed at once. Other lcores may push into the rings later (the hint
+ *    counter tells the owner to look).
+ *  - who can take a session: per skill, a binary heap of the agents eligible
+ *    now (READY, load < capacity), ordered by the skill's strategy. Changing
+ *    an agent's load or state re-files it in the heaps of its k skills:
+ *    O(k log n). Random picks a uniform heap index.
+ *  - an agent with a free slot takes the best waiting session across its
+ *    skills and the groups overflowing into them whose class heads have
+ *    waited long enough: highest priority class first, then the oldest
+ *    enqueue time. O(k + inflows * 8).
+ *  - timers (wheel.h): one per session (the earliest of its clocks: queue
+ *    wait, next overflow step, first response, reply overdue, hold, reroute,
+ *    wrap-up end), two per agent (heartbeat; break overrun or idle). Each
+ *    clock fires once per episode. The wheel is advanced at the start of
+ *    every call; a firing timer acts at its own expiry time.
+ *  - SessionQueued is re-sent lazily: a skill whose queue changed is marked,
+ *    and disp_tick walks marked queues from the front with a budget of
+ *    SCAN_BUDGET sessions per tick (resuming where it stopped), re-sending
+ *    QUEUED where the position changed or the ETA moved more than eta_step_ms.
+ *  - ETA = position * mean handling time / capacity of the group's online
+ *    agents (at least 1). The mean handling time is an exponentially weighted
+ *    mean (weight 1/8 per close) starting at DEF_MEAN_HANDLE_MS; the group's
+ *    service rate (figures) is that capacity per mean handling time.
  *  - held messages (backlog): a shared pool of entries, a singly linked FIFO
  *    per session of at most backlog_max; text in the text pool.
  *
@@ -33,25 +53,34 @@
  * may touch which session, 0 for an agent's own requests.
  *
  * Figures: sessions_closed counts every end, abandoned ones included
- * (opened = open + closed); sessions_queued counts sessions that waited at
- * open; sessions_assigned counts every assignment, re-assignments included.
+ * (opened = open + closed); a session in wrap-up is closed (its slot is
+ * still busy); sessions_queued counts sessions that waited at open;
+ * sessions_assigned counts every assignment, re-assignments included.
+ *
+ * Time: a call's now_ms below the engine's latest time is taken as the
+ * latest time (the clock never goes back).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dispatch.h"
 #include "dispatch_pvt.h"
+#include "wheel.h"
 
 #define NIL          UINT32_MAX
-#define LOAD_BUCKETS 32
+#define NB_PRIO      8
 #define SKILLS_MAX   256 /* skills configured at once */
 #define AGENTS_MAX   (1u << 24)
 #define SESSIONS_MAX (1u << 28)
 #define BACKLOG_MAX  4096u /* messages held per session */
 #define ATTACH_MAX   1024u /* bytes of an attachment reference */
 #define RETRY_AFTER  1000u /* ms a refused customer should wait */
+#define CAP_MAX      1024u /* an agent's capacity is clamped to this */
+#define RING_SIZE    1024u /* per-skill arrival ring */
+#define SCAN_BUDGET  1024u /* queued sessions looked at per tick for SessionQueued updates */
 
 #define DEF_MAX_AGENTS        1024u
 #define DEF_MAX_SESSIONS      65536u
@@ -61,20 +90,68 @@
 #define DEF_CUSTOMER_TEXT_MAX 2000u
 #define DEF_QUEUE_CAPACITY    1000u
 #define DEF_SLA_ANSWER_MS     60000u
+#define DEF_BREAK_CAP_PCT     20u
+#define DEF_BREAK_MAX_MS      1200000u
+#define DEF_FIRST_RESPONSE_MS 60000u
+#define DEF_REPLY_OVERDUE_MS  60000u
+#define DEF_HOLD_MAX_MS       180000u
+#define DEF_IDLE_ALERT_MS     900000u
+#define DEF_ETA_STEP_MS       10000u
+#define DEF_HEARTBEAT_MS      30000u
+#define DEF_MEAN_HANDLE_MS    180000u /* ETA basis before the group has closed anything */
 
 enum sess_state {
 	SESS_FREE = 0,
 	SESS_QUEUED,
 	SESS_ASSIGNED,
+	SESS_WRAPUP, /* closed for the customer; the agent's slot stays busy */
+};
+
+/* session flags */
+#define SF_TRANSFERRED 0x01 /* moved by a transfer, disconnect or re-route */
+#define SF_ANSWERED    0x02 /* answered counted in its current skill */
+#define SF_REPLIED     0x04 /* the agent has answered since this assignment */
+#define SF_QW_FIRED    0x08 /* QUEUE_WAIT sent for its current skill */
+#define SF_FRONT       0x10 /* re-queued at the front: may be younger than who follows */
+#define SF_FR_FIRED    0x20 /* FIRST_RESPONSE sent for this assignment */
+#define SF_RO_FIRED    0x40 /* REPLY_OVERDUE sent for this unanswered episode */
+#define SF_HO_FIRED    0x80 /* HOLD_OVERDUE sent for this hold */
+
+enum timer_kind {
+	T_SESSION = 1,
+	T_HEARTBEAT,
+	T_AGENT, /* break overrun or idle */
 };
 
 struct skill {
 	struct disp_skill_conf conf;
 	uint32_t name_len;
 	uint32_t tenant_len;
-	uint32_t q_head, q_tail; /* FIFO of waiting sessions */
+	uint32_t q_head[NB_PRIO], q_tail[NB_PRIO], q_n[NB_PRIO];
+	uint32_t q_ticket[NB_PRIO]; /* next back ticket */
 	uint32_t q_count;
-	uint32_t bucket_mask; /* bit b: bucket b has agents */
+	uint32_t q_mask;
+	uint32_t *heap; /* eligible agents, best first */
+	uint32_t heap_n;
+	uint32_t rr_counter;
+	uint16_t ov_to[DISP_MAX_OVERFLOW]; /* overflow targets, resolved */
+	uint32_t in_first, in_n;           /* inflows: e->inflows[in_first .. +in_n) */
+	struct disp_ring *ring;
+	/* lazy SessionQueued refresh */
+	bool scan_active, scan_again;
+	int32_t scan_cls;
+	uint32_t scan_si;
+	/* gauges */
+	uint32_t online, ready, on_break;
+	uint64_t online_cap;
+	uint64_t mean_handle_ms;
+	struct disp_skill_figures fig; /* counters; gauges filled by the getter */
+};
+
+/* A group that overflows into a skill: its sessions may be taken after after_ms. */
+struct inflow {
+	uint16_t src;
+	uint32_t after_ms;
 };
 
 struct agent {
@@ -82,19 +159,30 @@ struct agent {
 	uint32_t id_len;
 	uint32_t gw;
 	enum disp_agent_state state;
-	uint32_t cap;            /* max sessions at once */
-	uint32_t load;           /* sessions assigned now */
-	uint32_t shrink_load;    /* load when a new login set cap below it, until it drains */
-	uint32_t s_head, s_tail; /* its sessions, by assignment time */
-	uint32_t nb_skills;      /* its skills are agent_skills[slot * nb_skills ...] */
-	int32_t bucket;          /* the load bucket it is listed in, -1 when not offered */
-	uint64_t idle_since;
-	uint64_t last_seen;
+	uint32_t cap;         /* max sessions at once */
+	uint32_t load;        /* sessions in hand now (assigned or in wrap-up) */
+	uint32_t shrink_load; /* load when a new login set cap below it, until it drains */
+	uint32_t s_head, s_tail;
+	uint32_t nb_skills; /* its skills are agent_skills[slot * nb_skills ...] */
+	bool listed;        /* in its skills' heaps */
+	bool idle_alerted, break_alerted;
+	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
+	uint64_t idle_since;  /* load last went to 0, or login */
+	uint64_t load_since;  /* load last changed, or became eligible */
+	uint64_t idle_clock;  /* start of the IDLE_NO_INFLOW episode */
+	uint64_t break_since; /* break granted */
+	uint64_t acct_since;  /* time accounted up to */
+	uint64_t assigned_today;
+	struct disp_timer hb_timer;
+	struct disp_timer st_timer;
+	struct disp_agent_figures fig; /* counters; gauges filled by the getter */
 };
 
-/* Agent a's place in skill s's bucket list: nodes[a * nb_skills + s]. */
-struct link {
-	uint32_t prev, next;
+/* Agent a's place in skill s: ask[a * nb_skills + s]. */
+struct ask {
+	uint32_t pos;  /* heap index, NIL when not in it */
+	uint32_t rr;   /* round-robin turn */
+	uint8_t level; /* 0: the agent lacks the skill */
 };
 
 struct bl_entry {
@@ -110,21 +198,29 @@ struct bl_entry {
 struct session {
 	uint32_t gen;
 	uint8_t state;
-	bool transferred;
-	bool mark; /* re-queued by disp_gateway_down, not yet told */
+	uint8_t flags;
+	uint8_t prio;
 	uint8_t cid_len;
 	uint16_t skill;
+	uint8_t ov_step; /* overflow steps already due */
+	bool mark;
 	uint32_t cust_gw;
-	uint32_t agent;      /* when assigned */
+	uint32_t agent;      /* when assigned or in wrap-up */
 	uint32_t last_agent; /* the agent who had it last: may still close it with notes */
 	uint32_t prev, next;
+	uint32_t ticket;
+	uint32_t last_pos, last_eta; /* as last told in QUEUED */
+	uint32_t channel;
 	uint64_t open_ref;
 	uint64_t opened_ms;
-	uint32_t channel;
-	uint32_t priority;
+	uint64_t enq_ms;    /* entered its current skill's queue (kept on re-queue) */
+	uint64_t assign_ms; /* assigned to its current agent */
+	uint64_t unans_ms;  /* oldest unanswered customer message; 0 none */
+	uint64_t hold_ms;   /* hold started (assigned) or wrap-up ends (wrap-up); 0 none */
 	struct disp_text question;
 	struct disp_text transcript;
 	uint32_t bl_head, bl_tail, bl_count;
+	struct disp_timer timer;
 	char cid[DISP_NAME_MAX];
 };
 
@@ -137,22 +233,31 @@ struct disp_engine {
 	uint32_t backlog_max;
 	uint32_t agent_text_max;
 	uint32_t customer_text_max;
+	uint32_t heartbeat_ms;
+	uint64_t rng;
+	uint64_t now; /* latest time seen */
+	size_t footprint;
 
 	struct skill *skills;
 	uint16_t *skill_hash; /* skill index + 1, 0 = empty */
 	uint32_t skill_hash_mask;
+	struct inflow *inflows;
+	uint32_t *heaps;
+	void *ring_mem;
+	atomic_uint ring_hint; /* pushes not drained yet */
 
 	struct agent *agents;
 	uint32_t nb_agents;
 	uint32_t *agent_hash; /* agent slot + 1, 0 = empty */
 	uint32_t agent_hash_mask;
 	uint16_t *agent_skills;
-	struct link *nodes;
-	uint32_t *b_head, *b_tail; /* [skill * LOAD_BUCKETS + bucket] */
+	struct ask *ask;
 
 	struct session *sessions;
 	uint32_t s_bump; /* slots never used start here */
 	uint32_t f_head, f_tail;
+	uint32_t nb_wrapup;
+	uint32_t *scratch_si; /* CAP_MAX sessions being re-queued */
 
 	struct bl_entry *entries;
 	uint32_t nb_entries;
@@ -161,8 +266,11 @@ struct disp_engine {
 	uint32_t e_used;
 	struct disp_msg *scratch; /* backlog_max messages for an ASSIGNED */
 
+	struct disp_wheel wheel;
 	struct disp_pool pool;
 	struct disp_stats st;
+	uint64_t bad_assign;       /* assignments that broke eligibility: must stay 0 */
+	uint64_t cap_granted_over; /* breaks granted over the cap: must stay 0 */
 	char agent_too_long[64];
 	char customer_too_long[64];
 };
@@ -209,6 +317,34 @@ static bool str_is(const char *a, uint32_t alen, struct disp_str b)
 static uint64_t since(uint64_t now, uint64_t then)
 {
 	return now > then ? now - then : 0;
+}
+
+static uint64_t min64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint32_t clamp32(uint64_t v)
+{
+	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static uint64_t xorshift(struct disp_engine *e)
+{
+	uint64_t x = e->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	e->rng = x;
+	return x;
+}
+
+static unsigned hist_bucket(uint64_t ms)
+{
+	unsigned b = ms ? 64u - (unsigned)__builtin_clzll(ms) : 0;
+
+	return b < DISP_HIST_BUCKETS ? b : DISP_HIST_BUCKETS - 1;
 }
 
 static void emit(struct disp_engine *e, const struct disp_out *o)
@@ -341,7 +477,22 @@ static uint32_t sess_find(const struct disp_engine *e, uint64_t id)
 	return si;
 }
 
-/* ---- session lists (skill queues, agents' sessions, free list) ----------- */
+static struct disp_str skill_name(const struct disp_engine *e, uint32_t s)
+{
+	return dstr(e->skills[s].conf.name, e->skills[s].name_len);
+}
+
+static const uint16_t *agent_skill_list(const struct disp_engine *e, uint32_t ai)
+{
+	return &e->agent_skills[(size_t)ai * e->nb_skills];
+}
+
+static struct ask *ask_of(const struct disp_engine *e, uint32_t ai, uint32_t s)
+{
+	return &e->ask[(size_t)ai * e->nb_skills + s];
+}
+
+/* ---- session lists (queues, agents' sessions, free list) ----------------- */
 
 static void sl_push_back(struct session *ss, uint32_t *head, uint32_t *tail, uint32_t si)
 {
@@ -380,118 +531,377 @@ static void sl_remove(struct session *ss, uint32_t *head, uint32_t *tail, uint32
 	s->prev = s->next = NIL;
 }
 
+/* ---- wait queues ---------------------------------------------------------- */
+
+/* The first session of the highest non-empty class at or below cls. */
+static uint32_t q_first_from(const struct skill *k, int32_t cls, int32_t *out_cls)
+{
+	for (int32_t c = cls; c >= 0; c--) {
+		if (k->q_head[c] != NIL) {
+			*out_cls = c;
+			return k->q_head[c];
+		}
+	}
+	*out_cls = -1;
+	return NIL;
+}
+
+static uint32_t q_best(const struct skill *k)
+{
+	if (k->q_mask == 0)
+		return NIL;
+	return k->q_head[31 - __builtin_clz(k->q_mask)];
+}
+
+/* The queue changed: its waiting customers may need a new SessionQueued. */
+static void skill_dirty(struct skill *k)
+{
+	if (k->scan_active) {
+		k->scan_again = true;
+		return;
+	}
+	k->scan_active = true;
+	k->scan_again = false;
+	k->scan_si = q_first_from(k, NB_PRIO - 1, &k->scan_cls);
+}
+
+static uint32_t q_position(const struct disp_engine *e, uint32_t si)
+{
+	const struct session *s = &e->sessions[si];
+	const struct skill *k = &e->skills[s->skill];
+	uint32_t pos = 1;
+
+	for (uint32_t c = s->prio + 1u; c < NB_PRIO; c++)
+		pos += k->q_n[c];
+	return pos + (s->ticket - e->sessions[k->q_head[s->prio]].ticket);
+}
+
+static uint32_t q_eta(const struct skill *k, uint32_t pos)
+{
+	uint64_t cap = k->online_cap ? k->online_cap : 1;
+
+	return clamp32((uint64_t)pos * k->mean_handle_ms / cap);
+}
+
 static void q_push(struct disp_engine *e, uint32_t si, bool front)
 {
 	struct session *s = &e->sessions[si];
 	struct skill *k = &e->skills[s->skill];
+	uint32_t c = s->prio;
 
 	s->state = SESS_QUEUED;
 	s->agent = NIL;
+	if (front && k->q_head[c] != NIL) {
+		s->ticket = e->sessions[k->q_head[c]].ticket - 1u;
+		s->flags |= SF_FRONT;
+	} else {
+		s->ticket = k->q_ticket[c]++;
+		if (front)
+			s->flags |= SF_FRONT;
+	}
 	if (front)
-		sl_push_front(e->sessions, &k->q_head, &k->q_tail, si);
+		sl_push_front(e->sessions, &k->q_head[c], &k->q_tail[c], si);
 	else
-		sl_push_back(e->sessions, &k->q_head, &k->q_tail, si);
+		sl_push_back(e->sessions, &k->q_head[c], &k->q_tail[c], si);
+	k->q_n[c]++;
 	k->q_count++;
+	k->q_mask |= 1u << c;
 	e->st.sessions_waiting++;
+	skill_dirty(k);
 }
 
 static void q_remove(struct disp_engine *e, uint32_t si)
 {
-	struct skill *k = &e->skills[e->sessions[si].skill];
+	struct session *s = &e->sessions[si];
+	struct skill *k = &e->skills[s->skill];
+	uint32_t c = s->prio;
 
-	sl_remove(e->sessions, &k->q_head, &k->q_tail, si);
+	if (k->scan_active && k->scan_si == si) {
+		/* Keep the refresh cursor on a queued session. */
+		if (s->next != NIL)
+			k->scan_si = s->next;
+		else
+			k->scan_si = q_first_from(k, (int32_t)c - 1, &k->scan_cls);
+	}
+	sl_remove(e->sessions, &k->q_head[c], &k->q_tail[c], si);
+	s->flags &= (uint8_t)~SF_FRONT;
+	k->q_n[c]--;
 	k->q_count--;
+	if (k->q_n[c] == 0)
+		k->q_mask &= ~(1u << c);
 	e->st.sessions_waiting--;
+	skill_dirty(k);
 }
 
-/* ---- who can take a session ---------------------------------------------- */
+/* ---- agents: eligibility heaps ------------------------------------------- */
+
+static bool agent_online(enum disp_agent_state st)
+{
+	return st != DISP_AGENT_OFFLINE && st != DISP_AGENT_DISCONNECTED &&
+	       st != DISP_AGENT_UNSPECIFIED;
+}
 
 static bool agent_offered(const struct agent *a)
 {
 	return a->state == DISP_AGENT_READY && a->load < a->cap;
 }
 
-static const uint16_t *agent_skill_list(const struct disp_engine *e, uint32_t ai)
+/* Is agent x a better pick than agent y for skill s? */
+static bool better(const struct disp_engine *e, uint32_t s, uint32_t x, uint32_t y)
 {
-	return &e->agent_skills[(size_t)ai * e->nb_skills];
+	const struct agent *a = &e->agents[x], *b = &e->agents[y];
+
+	switch (e->skills[s].conf.strategy) {
+	case DISP_STRATEGY_LONGEST_IDLE:
+		if ((a->load > 0) != (b->load > 0))
+			return a->load == 0;
+		if (a->idle_since != b->idle_since)
+			return a->idle_since < b->idle_since;
+		break;
+	case DISP_STRATEGY_ROUND_ROBIN: {
+		uint32_t ra = ask_of(e, x, s)->rr, rb = ask_of(e, y, s)->rr;
+
+		if (ra != rb)
+			return (int32_t)(ra - rb) < 0;
+		break;
+	}
+	case DISP_STRATEGY_BEST_SKILL: {
+		uint8_t la = ask_of(e, x, s)->level, lb = ask_of(e, y, s)->level;
+
+		if (la != lb)
+			return la > lb;
+		break;
+	}
+	case DISP_STRATEGY_FEWEST_TODAY:
+		if (a->assigned_today != b->assigned_today)
+			return a->assigned_today < b->assigned_today;
+		break;
+	default:
+		break;
+	}
+	if (a->load != b->load)
+		return a->load < b->load;
+	if (a->load_since != b->load_since)
+		return a->load_since < b->load_since;
+	return x < y;
 }
 
-static void bucket_remove(struct disp_engine *e, uint32_t ai)
+static void heap_set(struct disp_engine *e, uint32_t s, uint32_t i, uint32_t ai)
 {
-	struct agent *a = &e->agents[ai];
-	const uint16_t *sk = agent_skill_list(e, ai);
+	e->skills[s].heap[i] = ai;
+	ask_of(e, ai, s)->pos = i;
+}
 
-	if (a->bucket < 0)
+static void heap_up(struct disp_engine *e, uint32_t s, uint32_t i)
+{
+	uint32_t *h = e->skills[s].heap;
+	uint32_t ai = h[i];
+
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+
+		if (!better(e, s, ai, h[p]))
+			break;
+		heap_set(e, s, i, h[p]);
+		i = p;
+	}
+	heap_set(e, s, i, ai);
+}
+
+static void heap_down(struct disp_engine *e, uint32_t s, uint32_t i)
+{
+	struct skill *k = &e->skills[s];
+	uint32_t *h = k->heap;
+	uint32_t ai = h[i];
+
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+
+		if (c >= k->heap_n)
+			break;
+		if (c + 1 < k->heap_n && better(e, s, h[c + 1], h[c]))
+			c++;
+		if (!better(e, s, h[c], ai))
+			break;
+		heap_set(e, s, i, h[c]);
+		i = c;
+	}
+	heap_set(e, s, i, ai);
+}
+
+static void heap_insert(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	struct skill *k = &e->skills[s];
+
+	k->heap[k->heap_n] = ai;
+	ask_of(e, ai, s)->pos = k->heap_n;
+	k->heap_n++;
+	heap_up(e, s, k->heap_n - 1);
+}
+
+static void heap_remove(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	struct skill *k = &e->skills[s];
+	struct ask *q = ask_of(e, ai, s);
+	uint32_t i = q->pos, last;
+
+	q->pos = NIL;
+	last = k->heap[--k->heap_n];
+	if (i == k->heap_n)
 		return;
-	for (uint32_t i = 0; i < a->nb_skills; i++) {
-		uint32_t s = sk[i];
-		uint32_t n = ai * e->nb_skills + s;
-		uint32_t hb = s * LOAD_BUCKETS + (uint32_t)a->bucket;
-		struct link *l = &e->nodes[n];
-
-		if (l->prev != NIL)
-			e->nodes[l->prev].next = l->next;
-		else
-			e->b_head[hb] = l->next;
-		if (l->next != NIL)
-			e->nodes[l->next].prev = l->prev;
-		else
-			e->b_tail[hb] = l->prev;
-		if (e->b_head[hb] == NIL)
-			e->skills[s].bucket_mask &= ~(1u << a->bucket);
-	}
-	a->bucket = -1;
+	heap_set(e, s, i, last);
+	heap_down(e, s, i);
+	heap_up(e, s, ask_of(e, last, s)->pos);
 }
 
-static void bucket_insert(struct disp_engine *e, uint32_t ai, uint32_t b)
+static void agent_unlist(struct disp_engine *e, uint32_t ai)
 {
 	struct agent *a = &e->agents[ai];
 	const uint16_t *sk = agent_skill_list(e, ai);
 
-	for (uint32_t i = 0; i < a->nb_skills; i++) {
-		uint32_t s = sk[i];
-		uint32_t n = ai * e->nb_skills + s;
-		uint32_t hb = s * LOAD_BUCKETS + b;
-		struct link *l = &e->nodes[n];
-
-		l->next = NIL;
-		l->prev = e->b_tail[hb];
-		if (l->prev != NIL)
-			e->nodes[l->prev].next = n;
-		else
-			e->b_head[hb] = n;
-		e->b_tail[hb] = n;
-		e->skills[s].bucket_mask |= 1u << b;
-	}
-	a->bucket = (int32_t)b;
+	if (!a->listed)
+		return;
+	for (uint32_t i = 0; i < a->nb_skills; i++)
+		heap_remove(e, sk[i], ai);
+	a->listed = false;
 }
 
-/* Put the agent where its state and load say: offered in its load bucket or not at all. */
-static void agent_relist(struct disp_engine *e, uint32_t ai)
+static void agent_arm_clock(struct disp_engine *e, uint32_t ai, uint64_t now);
+
+/* File the agent where its state and load say: in its skills' heaps or not. */
+static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 {
 	struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
+	bool was = a->listed;
 
-	bucket_remove(e, ai);
-	if (agent_offered(a))
-		bucket_insert(e, ai, a->load < LOAD_BUCKETS ? a->load : LOAD_BUCKETS - 1);
+	agent_unlist(e, ai);
+	if (!agent_offered(a))
+		return;
+	if (!was) {
+		a->load_since = now;
+		/* Free capacity again: the idle clock starts unless an episode runs. */
+		if (!disp_timer_pending(&a->st_timer) && !a->idle_alerted) {
+			a->idle_clock = now;
+			agent_arm_clock(e, ai, now);
+		}
+	}
+	for (uint32_t i = 0; i < a->nb_skills; i++)
+		heap_insert(e, sk[i], ai);
+	a->listed = true;
 }
 
-static uint32_t best_agent(const struct disp_engine *e, uint32_t s)
+static uint32_t best_agent(struct disp_engine *e, uint32_t s)
 {
-	uint32_t m = e->skills[s].bucket_mask;
+	const struct skill *k = &e->skills[s];
 
-	if (m == 0)
+	if (k->heap_n == 0)
 		return NIL;
-	return e->b_head[s * LOAD_BUCKETS + (uint32_t)__builtin_ctz(m)] / e->nb_skills;
+	if (k->conf.strategy == DISP_STRATEGY_RANDOM)
+		return k->heap[xorshift(e) % k->heap_n];
+	return k->heap[0];
 }
 
-static void agent_set_state(struct disp_engine *e, struct agent *a, enum disp_agent_state st)
+/* ---- agents: time accounting, group gauges, state ------------------------ */
+
+/* Add the time since the last call to the figures of the agent's current activity. */
+static void acct(struct agent *a, uint64_t now)
 {
-	if (a->state == DISP_AGENT_READY)
-		e->st.agents_ready--;
-	if (st == DISP_AGENT_READY)
-		e->st.agents_ready++;
-	a->state = st;
+	uint64_t d;
+
+	if (now <= a->acct_since)
+		return;
+	d = now - a->acct_since;
+	a->acct_since = now;
+	if (!agent_online(a->state))
+		return;
+	a->fig.online_ms += d;
+	if (a->load > 0)
+		a->fig.serving_ms += d;
+	else if (a->state == DISP_AGENT_READY)
+		a->fig.ready_idle_ms += d;
+	else if (a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK)
+		a->fig.break_ms += d;
+}
+
+/* Add (sign +1) or take away (-1) the agent from its groups' gauges. */
+static void agent_count(struct disp_engine *e, uint32_t ai, int sign)
+{
+	const struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
+	bool online = agent_online(a->state);
+	bool brk = a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK;
+	bool ready = a->state == DISP_AGENT_READY;
+
+	if (ready)
+		e->st.agents_ready += (uint32_t)sign;
+	for (uint32_t i = 0; i < a->nb_skills; i++) {
+		struct skill *k = &e->skills[sk[i]];
+
+		k->online += online ? (uint32_t)sign : 0;
+		k->ready += ready ? (uint32_t)sign : 0;
+		k->on_break += brk ? (uint32_t)sign : 0;
+		if (online) {
+			k->online_cap += sign > 0 ? a->cap : -(uint64_t)a->cap;
+			skill_dirty(k);
+		}
+	}
+}
+
+static void emit_sla(struct disp_engine *e, enum disp_sla_kind kind, uint32_t gw, uint32_t si,
+                     uint32_t ai, uint32_t s, uint64_t elapsed)
+{
+	struct disp_out o = {.kind = DISP_OUT_SLA_ALERT,
+	                     .gateway_id = gw,
+	                     .session_id = si != NIL ? sess_id(e, si) : 0,
+	                     .sla = kind,
+	                     .elapsed_ms = elapsed};
+
+	if (ai != NIL) {
+		o.agent_id = dstr(e->agents[ai].id, e->agents[ai].id_len);
+		e->agents[ai].fig.sla_alerts[kind]++;
+	}
+	if (s != NIL) {
+		o.skill = skill_name(e, s);
+		e->skills[s].fig.sla_alerts[kind]++;
+	}
+	emit(e, &o);
+}
+
+/*
+ * Arm the agent's state clock: BREAK_OVERRUN while on (or waiting for) a
+ * break, IDLE_NO_INFLOW while READY. An agent in several groups is timed by
+ * the strictest (smallest) limit among them.
+ */
+static void agent_arm_clock(struct disp_engine *e, uint32_t ai, uint64_t now)
+{
+	struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
+	bool brk = a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK;
+	uint64_t lim = UINT64_MAX;
+
+	(void)now;
+	if (!brk && a->state != DISP_AGENT_READY) {
+		disp_wheel_cancel(&e->wheel, &a->st_timer);
+		return;
+	}
+	if ((brk && a->break_alerted) || (!brk && a->idle_alerted)) {
+		disp_wheel_cancel(&e->wheel, &a->st_timer);
+		return;
+	}
+	a->alert_skill = UINT16_MAX;
+	for (uint32_t i = 0; i < a->nb_skills; i++) {
+		const struct skill *k = &e->skills[sk[i]];
+		uint64_t l = brk ? k->conf.break_max_ms : k->conf.idle_alert_ms;
+
+		if (l < lim) {
+			lim = l;
+			a->alert_skill = sk[i];
+		}
+	}
+	if (lim == UINT64_MAX)
+		lim = brk ? DEF_BREAK_MAX_MS : DEF_IDLE_ALERT_MS;
+	disp_wheel_add(&e->wheel, &a->st_timer, (brk ? a->break_since : a->idle_clock) + lim);
 }
 
 static void emit_state(struct disp_engine *e, const struct agent *a, bool granted,
@@ -506,6 +916,43 @@ static void emit_state(struct disp_engine *e, const struct agent *a, bool grante
 	if (reason)
 		o.reason = dstr(reason, (uint32_t)strlen(reason));
 	emit(e, &o);
+}
+
+/* Every state change goes through here: figures, gauges, heaps and clocks follow. */
+static void agent_set_state(struct disp_engine *e, uint32_t ai, enum disp_agent_state st,
+                            uint64_t now)
+{
+	struct agent *a = &e->agents[ai];
+	bool was_brk = a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK;
+	bool brk = st == DISP_AGENT_BREAK_REQUESTED || st == DISP_AGENT_ON_BREAK;
+
+	acct(a, now);
+	agent_count(e, ai, -1);
+	if (st == DISP_AGENT_READY && a->state != DISP_AGENT_READY) {
+		a->idle_clock = now;
+		a->idle_alerted = false;
+		if (a->load == 0)
+			a->idle_since = now;
+	}
+	if (brk && !was_brk) {
+		a->break_since = now;
+		a->break_alerted = false;
+	}
+	a->state = st;
+	agent_count(e, ai, +1);
+	if (!agent_online(st))
+		disp_wheel_cancel(&e->wheel, &a->hb_timer);
+	agent_relist(e, ai, now);
+	agent_arm_clock(e, ai, now);
+}
+
+/* Any request of the agent shows it is alive. */
+static void agent_touch(struct disp_engine *e, uint32_t ai, uint64_t now)
+{
+	struct agent *a = &e->agents[ai];
+
+	if (agent_online(a->state))
+		disp_wheel_add(&e->wheel, &a->hb_timer, now + e->heartbeat_ms);
 }
 
 /* ---- backlog -------------------------------------------------------------- */
@@ -586,7 +1033,7 @@ static void bl_record(struct disp_engine *e, struct session *s, enum disp_side s
 	}
 }
 
-/* ---- sessions ------------------------------------------------------------- */
+/* ---- sessions: slots, outputs --------------------------------------------- */
 
 static uint32_t sess_alloc(struct disp_engine *e)
 {
@@ -596,6 +1043,7 @@ static uint32_t sess_alloc(struct disp_engine *e)
 	if (e->s_bump < e->max_sessions) {
 		si = e->s_bump++;
 		e->sessions[si].gen = 1;
+		disp_timer_init(&e->sessions[si].timer, si, T_SESSION);
 	} else if (e->f_head != NIL) {
 		si = e->f_head;
 		sl_remove(e->sessions, &e->f_head, &e->f_tail, si);
@@ -605,10 +1053,23 @@ static uint32_t sess_alloc(struct disp_engine *e)
 	return si;
 }
 
-static void sess_free(struct disp_engine *e, uint32_t si, bool abandoned)
+/* The customer side is over: count it (the slot may live on in wrap-up). */
+static void sess_closed(struct disp_engine *e, bool abandoned)
+{
+	e->st.sessions_open--;
+	e->st.sessions_closed++;
+	if (abandoned)
+		e->st.sessions_abandoned++;
+}
+
+/* Give the slot back. The session is in no list. */
+static void sess_free(struct disp_engine *e, uint32_t si)
 {
 	struct session *s = &e->sessions[si];
 
+	if (s->state == SESS_WRAPUP)
+		e->nb_wrapup--;
+	disp_wheel_cancel(&e->wheel, &s->timer);
 	disp_pool_free(&e->pool, &s->question);
 	disp_pool_free(&e->pool, &s->transcript);
 	while (s->bl_count)
@@ -618,10 +1079,6 @@ static void sess_free(struct disp_engine *e, uint32_t si, bool abandoned)
 	s->agent = NIL;
 	s->gen++;
 	sl_push_back(e->sessions, &e->f_head, &e->f_tail, si);
-	e->st.sessions_open--;
-	e->st.sessions_closed++;
-	if (abandoned)
-		e->st.sessions_abandoned++;
 }
 
 static void emit_closed(struct disp_engine *e, uint32_t gw, uint64_t id, enum disp_close_reason why,
@@ -635,30 +1092,41 @@ static void emit_closed(struct disp_engine *e, uint32_t gw, uint64_t id, enum di
 	emit(e, &o);
 }
 
-static void emit_queued(struct disp_engine *e, uint32_t si, uint32_t position)
+static void emit_queued(struct disp_engine *e, uint32_t si, uint32_t position, uint32_t eta)
 {
-	const struct session *s = &e->sessions[si];
+	struct session *s = &e->sessions[si];
 	struct disp_out o = {.kind = DISP_OUT_QUEUED,
 	                     .gateway_id = s->cust_gw,
 	                     .session_id = sess_id(e, si),
 	                     .open_ref = s->open_ref,
-	                     .position = position};
+	                     .position = position,
+	                     .eta_ms = eta};
 
+	s->last_pos = position;
+	s->last_eta = eta;
 	emit(e, &o);
+}
+
+/* Tell a queued customer where it stands now. */
+static void emit_queued_now(struct disp_engine *e, uint32_t si)
+{
+	uint32_t pos = q_position(e, si);
+
+	emit_queued(e, si, pos, q_eta(&e->skills[e->sessions[si].skill], pos));
 }
 
 static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
 {
 	struct session *s = &e->sessions[si];
 	const struct agent *a = &e->agents[s->agent];
-	const struct skill *k = &e->skills[s->skill];
+	bool tr = (s->flags & SF_TRANSFERRED) != 0;
 	struct disp_out o = {.kind = DISP_OUT_ASSIGNED,
 	                     .gateway_id = a->gw,
 	                     .session_id = sess_id(e, si),
 	                     .to_agent = true,
 	                     .channel = s->channel,
 	                     .waited_ms = since(now, s->opened_ms),
-	                     .transferred = s->transferred};
+	                     .transferred = tr};
 	uint32_t n = 0;
 
 	for (uint32_t x = s->bl_head; x != NIL; x = e->entries[x].next) {
@@ -679,7 +1147,7 @@ static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
 	}
 	o.agent_id = dstr(a->id, a->id_len);
 	o.customer_id = dstr(s->cid, s->cid_len);
-	o.skill = dstr(k->conf.name, k->name_len);
+	o.skill = skill_name(e, s->skill);
 	o.question = dstr(disp_pool_ptr(&e->pool, s->question), s->question.len);
 	o.bot_transcript = dstr(disp_pool_ptr(&e->pool, s->transcript), s->transcript.len);
 	o.backlog = n ? e->scratch : NULL;
@@ -692,85 +1160,507 @@ static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
 	o.gateway_id = s->cust_gw;
 	o.session_id = sess_id(e, si);
 	o.agent_id = dstr(a->id, a->id_len);
-	o.skill = dstr(k->conf.name, k->name_len);
+	o.skill = skill_name(e, s->skill);
 	o.waited_ms = since(now, s->opened_ms);
-	o.transferred = s->transferred;
+	o.transferred = tr;
 	emit(e, &o);
 }
 
-static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint64_t now)
+/* ---- sessions: clocks ----------------------------------------------------- */
+
+/* Arm the session's one timer at the earliest of its running clocks. */
+static void sess_arm(struct disp_engine *e, uint32_t si)
+{
+	struct session *s = &e->sessions[si];
+	const struct disp_skill_conf *c = &e->skills[s->skill].conf;
+	uint64_t t = UINT64_MAX;
+
+	switch (s->state) {
+	case SESS_QUEUED:
+		if (!(s->flags & SF_QW_FIRED))
+			t = s->enq_ms + c->sla_answer_ms;
+		if (s->ov_step < c->nb_overflow)
+			t = min64(t, s->enq_ms + c->overflow[s->ov_step].after_ms);
+		break;
+	case SESS_ASSIGNED:
+		if (!(s->flags & SF_REPLIED)) {
+			if (!(s->flags & SF_FR_FIRED))
+				t = s->assign_ms + c->first_response_ms;
+			if (c->reroute_ms)
+				t = min64(t, s->assign_ms + c->reroute_ms);
+		}
+		if (s->unans_ms && !(s->flags & SF_RO_FIRED))
+			t = min64(t, s->unans_ms + c->reply_overdue_ms);
+		if (s->hold_ms && !(s->flags & SF_HO_FIRED))
+			t = min64(t, s->hold_ms + c->hold_max_ms);
+		break;
+	case SESS_WRAPUP:
+		t = s->hold_ms;
+		break;
+	default:
+		break;
+	}
+	if (t == UINT64_MAX)
+		disp_wheel_cancel(&e->wheel, &s->timer);
+	else
+		disp_wheel_add(&e->wheel, &s->timer, t);
+}
+
+/* ---- assignment ----------------------------------------------------------- */
+
+static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via, uint64_t now)
 {
 	struct session *s = &e->sessions[si];
 	struct agent *a = &e->agents[ai];
+	struct skill *k = &e->skills[s->skill];
 
+	if (!agent_offered(a))
+		e->bad_assign++;
 	if (s->state == SESS_QUEUED)
 		q_remove(e, si);
+	if (!(s->flags & SF_ANSWERED)) {
+		s->flags |= SF_ANSWERED;
+		k->fig.answered++;
+		if (since(now, s->enq_ms) <= k->conf.sla_answer_ms)
+			k->fig.answered_in_target++;
+	}
+	acct(a, now);
 	s->state = SESS_ASSIGNED;
 	s->agent = ai;
 	s->last_agent = ai;
+	s->assign_ms = now;
+	s->unans_ms = 0;
+	s->hold_ms = 0;
+	s->flags &= (uint8_t) ~(SF_REPLIED | SF_FR_FIRED | SF_RO_FIRED | SF_HO_FIRED | SF_FRONT);
+	/* Messages held while queued wait for this agent's first answer. */
+	if (s->bl_count && e->entries[s->bl_tail].sender == DISP_SIDE_CUSTOMER)
+		s->unans_ms = e->entries[s->bl_tail].sent_ms;
 	sl_push_back(e->sessions, &a->s_head, &a->s_tail, si);
 	a->load++;
-	agent_relist(e, ai);
+	a->load_since = now;
+	a->assigned_today++;
+	a->fig.assigned++;
+	a->idle_clock = now;
+	a->idle_alerted = false;
+	if (via != NIL && ask_of(e, ai, via)->level)
+		ask_of(e, ai, via)->rr = ++e->skills[via].rr_counter;
+	agent_relist(e, ai, now);
+	agent_arm_clock(e, ai, now);
 	e->st.sessions_assigned++;
+	sess_arm(e, si);
 	emit_assigned(e, si, now);
 }
 
-/* A skill's waiting sessions go to its least loaded agents while both last. */
-static void pump_skill(struct disp_engine *e, uint32_t s, uint64_t now)
+/*
+ * Who may take session si now: an eligible agent of its skill, else of the
+ * skills its due overflow steps reach (in step order). Moves ov_step past
+ * the due steps. *via: the skill whose strategy picked.
+ */
+static uint32_t find_agent(struct disp_engine *e, uint32_t si, uint64_t now, uint32_t *via)
 {
-	struct skill *k = &e->skills[s];
-	uint32_t ai;
+	struct session *s = &e->sessions[si];
+	const struct skill *k = &e->skills[s->skill];
+	uint32_t ai = best_agent(e, s->skill);
 
-	while (k->q_head != NIL && (ai = best_agent(e, s)) != NIL)
-		assign(e, k->q_head, ai, now);
+	*via = s->skill;
+	while (s->ov_step < k->conf.nb_overflow &&
+	       since(now, s->enq_ms) >= k->conf.overflow[s->ov_step].after_ms)
+		s->ov_step++;
+	for (uint32_t i = 0; ai == NIL && i < s->ov_step; i++) {
+		ai = best_agent(e, k->ov_to[i]);
+		*via = k->ov_to[i];
+	}
+	return ai;
 }
 
-/* An agent with room takes the oldest waiting session of its skills, until full. */
+/* A session not in any list: to an agent now, or queued (front or back) and told so. */
+static void place(struct disp_engine *e, uint32_t si, bool front, uint64_t now)
+{
+	uint32_t via, ai = find_agent(e, si, now, &via);
+
+	if (ai != NIL) {
+		emit_queued(e, si, 0, 0);
+		e->sessions[si].state = SESS_ASSIGNED; /* keep assign() from unlinking it */
+		assign(e, si, ai, via, now);
+		return;
+	}
+	q_push(e, si, front);
+	emit_queued_now(e, si);
+	sess_arm(e, si);
+}
+
+/* Is session h (a class head of a queue) better than best? */
+static bool sess_better(const struct disp_engine *e, uint32_t h, uint32_t best)
+{
+	const struct session *x = &e->sessions[h], *y;
+
+	if (best == NIL)
+		return true;
+	y = &e->sessions[best];
+	if (x->prio != y->prio)
+		return x->prio > y->prio;
+	return x->enq_ms < y->enq_ms;
+}
+
+/* An agent with room takes the best waiting session of its skills (and their inflows). */
 static void agent_pull(struct disp_engine *e, uint32_t ai, uint64_t now)
 {
 	struct agent *a = &e->agents[ai];
 	const uint16_t *sk = agent_skill_list(e, ai);
 
 	while (agent_offered(a)) {
-		uint32_t best = NIL;
+		uint32_t best = NIL, via = NIL;
 
 		for (uint32_t i = 0; i < a->nb_skills; i++) {
-			uint32_t h = e->skills[sk[i]].q_head;
+			const struct skill *k = &e->skills[sk[i]];
+			uint32_t h = q_best(k);
 
-			if (h != NIL &&
-			    (best == NIL || e->sessions[h].opened_ms < e->sessions[best].opened_ms))
+			if (h != NIL && sess_better(e, h, best)) {
 				best = h;
+				via = sk[i];
+			}
+			for (uint32_t j = 0; j < k->in_n; j++) {
+				const struct inflow *in = &e->inflows[k->in_first + j];
+				const struct skill *src = &e->skills[in->src];
+
+				for (int32_t c = NB_PRIO - 1; c >= 0; c--) {
+					h = src->q_head[c];
+					if (h == NIL ||
+					    since(now, e->sessions[h].enq_ms) < in->after_ms)
+						continue;
+					if (sess_better(e, h, best)) {
+						best = h;
+						via = sk[i];
+					}
+					break;
+				}
+			}
 		}
 		if (best == NIL)
 			break;
-		assign(e, best, ai, now);
+		assign(e, best, ai, via, now);
 	}
 }
 
-/* Take an assigned session off its agent; the agent may finish draining. No pull. */
+/* Offer every eligible agent's room to the queues (after a mass change). */
+static void pull_all(struct disp_engine *e, uint64_t now)
+{
+	for (uint32_t ai = 0; ai < e->nb_agents; ai++)
+		if (agent_offered(&e->agents[ai]))
+			agent_pull(e, ai, now);
+}
+
+/* Take a session off its agent; the agent may finish draining. No pull. */
 static uint32_t release(struct disp_engine *e, uint32_t si, uint64_t now)
 {
 	struct session *s = &e->sessions[si];
 	uint32_t ai = s->agent;
 	struct agent *a = &e->agents[ai];
 
+	acct(a, now);
 	sl_remove(e->sessions, &a->s_head, &a->s_tail, si);
 	s->agent = NIL;
 	a->load--;
+	a->load_since = now;
 	if (a->load <= a->cap)
 		a->shrink_load = 0;
 	if (a->load == 0) {
 		a->idle_since = now;
 		if (a->state == DISP_AGENT_OFFLINE_REQUESTED) {
-			agent_set_state(e, a, DISP_AGENT_OFFLINE);
+			agent_set_state(e, ai, DISP_AGENT_OFFLINE, now);
 			emit_state(e, a, true, NULL);
 		} else if (a->state == DISP_AGENT_BREAK_REQUESTED) {
-			agent_set_state(e, a, DISP_AGENT_ON_BREAK);
+			agent_set_state(e, ai, DISP_AGENT_ON_BREAK, now);
 			emit_state(e, a, true, NULL);
 		}
 	}
-	agent_relist(e, ai);
+	agent_relist(e, ai, now);
 	return ai;
+}
+
+/* A served session is over for its agent: figures. */
+static void count_served(struct disp_engine *e, uint32_t si, uint64_t now)
+{
+	struct session *s = &e->sessions[si];
+	struct agent *a = &e->agents[s->agent];
+	struct skill *k = &e->skills[s->skill];
+	uint64_t h = since(now, s->assign_ms);
+
+	k->fig.served++;
+	a->fig.served++;
+	k->fig.handling_ms[hist_bucket(h)]++;
+	a->fig.handling_ms[hist_bucket(h)]++;
+	k->mean_handle_ms = k->mean_handle_ms - k->mean_handle_ms / 8 + h / 8;
+	if (k->mean_handle_ms == 0)
+		k->mean_handle_ms = 1;
+	skill_dirty(k);
+}
+
+/*
+ * Take the session from its agent and queue it again at the FRONT, keeping
+ * its original wait; the customer is told QUEUED. The caller places it.
+ */
+static void requeue_front(struct disp_engine *e, uint32_t si, uint64_t now)
+{
+	struct session *s = &e->sessions[si];
+
+	e->skills[s->skill].fig.rerouted++;
+	release(e, si, now);
+	s->flags |= SF_TRANSFERRED;
+	s->unans_ms = s->hold_ms = 0;
+	q_push(e, si, true);
+	emit_queued_now(e, si);
+	sess_arm(e, si);
+}
+
+/* Try to give re-queued sessions to agents, in queue order. */
+static void place_queued(struct disp_engine *e, const uint32_t *list, uint32_t n, uint64_t now)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t via, ai, si = list[i];
+
+		if (e->sessions[si].state != SESS_QUEUED)
+			continue;
+		ai = find_agent(e, si, now, &via);
+		if (ai != NIL)
+			assign(e, si, ai, via, now);
+	}
+}
+
+/*
+ * The agent is gone: DISCONNECTED, told nothing (there is no one to tell).
+ * Sessions in hand go back to the FRONT of their queues in the order they
+ * were assigned (a session whose customer is on gateway `gone_gw` too is
+ * simply closed); sessions in wrap-up end.
+ */
+static void agent_disconnect(struct disp_engine *e, uint32_t ai, uint32_t gone_gw, bool use_gw,
+                             uint64_t now)
+{
+	struct agent *a = &e->agents[ai];
+	uint32_t n = 0;
+
+	agent_set_state(e, ai, DISP_AGENT_DISCONNECTED, now);
+	while (a->s_tail != NIL) {
+		uint32_t si = a->s_tail;
+		struct session *s = &e->sessions[si];
+
+		if (s->state == SESS_WRAPUP || (use_gw && s->cust_gw == gone_gw)) {
+			if (s->state != SESS_WRAPUP)
+				sess_closed(e, true);
+			release(e, si, now);
+			sess_free(e, si);
+			continue;
+		}
+		/* From the tail: pushed at the front, the first assigned ends up first. */
+		e->skills[s->skill].fig.rerouted++;
+		release(e, si, now);
+		s->flags |= SF_TRANSFERRED;
+		s->unans_ms = s->hold_ms = 0;
+		q_push(e, si, true);
+		if (n < CAP_MAX)
+			e->scratch_si[n++] = si;
+	}
+	a->shrink_load = 0;
+	/* Told in queue order. */
+	for (uint32_t i = n; i-- > 0;) {
+		emit_queued_now(e, e->scratch_si[i]);
+		sess_arm(e, e->scratch_si[i]);
+	}
+	for (uint32_t i = 0; i < n / 2; i++) {
+		uint32_t t = e->scratch_si[i];
+
+		e->scratch_si[i] = e->scratch_si[n - 1 - i];
+		e->scratch_si[n - 1 - i] = t;
+	}
+	place_queued(e, e->scratch_si, n, now);
+}
+
+/* ---- timers --------------------------------------------------------------- */
+
+static void reroute(struct disp_engine *e, uint32_t si, uint64_t now)
+{
+	struct session *s = &e->sessions[si];
+	uint32_t ai = s->agent, via, to;
+	struct agent *a = &e->agents[ai];
+
+	emit_closed(e, a->gw, sess_id(e, si), DISP_CLOSE_REROUTED, a);
+	requeue_front(e, si, now);
+	/* Offered to the others first: the slow agent is held out for the moment. */
+	agent_unlist(e, ai);
+	to = find_agent(e, si, now, &via);
+	if (to != NIL)
+		assign(e, si, to, via, now);
+	agent_relist(e, ai, now);
+	agent_pull(e, ai, now);
+}
+
+static void fire_session(struct disp_engine *e, uint32_t si, uint64_t now)
+{
+	struct session *s = &e->sessions[si];
+	const struct skill *k = &e->skills[s->skill];
+	const struct disp_skill_conf *c = &k->conf;
+
+	switch (s->state) {
+	case SESS_QUEUED:
+		if (!(s->flags & SF_QW_FIRED) && now >= s->enq_ms + c->sla_answer_ms) {
+			s->flags |= SF_QW_FIRED;
+			emit_sla(e, DISP_SLA_QUEUE_WAIT, s->cust_gw, si, NIL, s->skill,
+			         now - s->enq_ms);
+		}
+		if (s->ov_step < c->nb_overflow &&
+		    now >= s->enq_ms + c->overflow[s->ov_step].after_ms) {
+			uint32_t via, ai = find_agent(e, si, now, &via);
+
+			if (ai != NIL) {
+				assign(e, si, ai, via, now);
+				return;
+			}
+		}
+		break;
+	case SESS_ASSIGNED:
+		if (!(s->flags & SF_REPLIED)) {
+			if (c->reroute_ms && now >= s->assign_ms + c->reroute_ms) {
+				reroute(e, si, now);
+				return;
+			}
+			if (!(s->flags & SF_FR_FIRED) &&
+			    now >= s->assign_ms + c->first_response_ms) {
+				s->flags |= SF_FR_FIRED;
+				emit_sla(e, DISP_SLA_FIRST_RESPONSE, e->agents[s->agent].gw, si,
+				         s->agent, s->skill, now - s->assign_ms);
+			}
+		}
+		if (s->unans_ms && !(s->flags & SF_RO_FIRED) &&
+		    now >= s->unans_ms + c->reply_overdue_ms) {
+			s->flags |= SF_RO_FIRED;
+			emit_sla(e, DISP_SLA_REPLY_OVERDUE, e->agents[s->agent].gw, si, s->agent,
+			         s->skill, now - s->unans_ms);
+		}
+		if (s->hold_ms && !(s->flags & SF_HO_FIRED) && now >= s->hold_ms + c->hold_max_ms) {
+			s->flags |= SF_HO_FIRED;
+			emit_sla(e, DISP_SLA_HOLD_OVERDUE, e->agents[s->agent].gw, si, s->agent,
+			         s->skill, now - s->hold_ms);
+		}
+		break;
+	case SESS_WRAPUP: {
+		/* No notes in time: the slot is free again. */
+		uint32_t ai = release(e, si, now);
+
+		sess_free(e, si);
+		agent_pull(e, ai, now);
+		return;
+	}
+	default:
+		return;
+	}
+	sess_arm(e, si);
+}
+
+static void fire_agent(struct disp_engine *e, uint32_t ai, uint64_t now)
+{
+	struct agent *a = &e->agents[ai];
+	uint32_t s = a->alert_skill == UINT16_MAX ? NIL : a->alert_skill;
+
+	if (a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK) {
+		if (!a->break_alerted) {
+			a->break_alerted = true;
+			emit_sla(e, DISP_SLA_BREAK_OVERRUN, a->gw, NIL, ai, s,
+			         since(now, a->break_since));
+		}
+	} else if (a->state == DISP_AGENT_READY && a->load < a->cap && !a->idle_alerted) {
+		a->idle_alerted = true;
+		emit_sla(e, DISP_SLA_IDLE_NO_INFLOW, a->gw, NIL, ai, s, since(now, a->idle_clock));
+	}
+	/* Not idle (full) when it fired: the next free slot starts a new clock. */
+}
+
+static void on_timer(void *ctx, struct disp_timer *t)
+{
+	struct disp_engine *e = ctx;
+	uint64_t now = t->expires_ms > e->now ? t->expires_ms : e->now;
+
+	/* Acts at its own time: a long clock jump replays in order. */
+	e->now = now;
+	switch (t->kind) {
+	case T_SESSION:
+		fire_session(e, t->owner, now);
+		break;
+	case T_HEARTBEAT: {
+		struct agent *a = &e->agents[t->owner];
+
+		if (agent_online(a->state))
+			agent_disconnect(e, t->owner, 0, false, now);
+		break;
+	}
+	case T_AGENT:
+		fire_agent(e, t->owner, now);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Lazy SessionQueued refresh: bounded work per tick. */
+static void refresh_queues(struct disp_engine *e)
+{
+	uint32_t budget = SCAN_BUDGET;
+
+	for (uint32_t sk = 0; sk < e->nb_skills && budget; sk++) {
+		struct skill *k = &e->skills[sk];
+
+		while (k->scan_active && budget) {
+			uint32_t si = k->scan_si;
+
+			if (si == NIL) {
+				if (k->scan_again) {
+					k->scan_again = false;
+					k->scan_si = q_first_from(k, NB_PRIO - 1, &k->scan_cls);
+				} else {
+					k->scan_active = false;
+				}
+				continue;
+			}
+			budget--;
+			{
+				struct session *s = &e->sessions[si];
+				uint32_t pos = q_position(e, si), eta = q_eta(k, pos);
+				uint32_t d =
+				        eta > s->last_eta ? eta - s->last_eta : s->last_eta - eta;
+
+				if (pos != s->last_pos || d > k->conf.eta_step_ms)
+					emit_queued(e, si, pos, eta);
+				if (s->next != NIL)
+					k->scan_si = s->next;
+				else
+					k->scan_si = q_first_from(k, k->scan_cls - 1, &k->scan_cls);
+			}
+		}
+	}
+}
+
+/* Arrivals pushed into the rings go to their queues (or straight to an agent). */
+static void drain_rings(struct disp_engine *e)
+{
+	if (atomic_load_explicit(&e->ring_hint, memory_order_acquire) == 0)
+		return;
+	atomic_store_explicit(&e->ring_hint, 0, memory_order_relaxed);
+	for (uint32_t sk = 0; sk < e->nb_skills; sk++) {
+		uint32_t si;
+
+		while (disp_ring_pop(e->skills[sk].ring, &si) == 0)
+			place(e, si, false, e->now);
+	}
+}
+
+/* Start of every call: the clock moves, due timers fire, arrivals are placed. */
+static uint64_t enter(struct disp_engine *e, uint64_t now_ms)
+{
+	if (now_ms < e->now)
+		now_ms = e->now;
+	disp_wheel_advance(&e->wheel, now_ms, on_timer, e);
+	e->now = now_ms;
+	drain_rings(e);
+	return now_ms;
 }
 
 /* ---- creation ------------------------------------------------------------- */
@@ -780,12 +1670,120 @@ static uint32_t or_default(uint32_t v, uint32_t def)
 	return v ? v : def;
 }
 
+static void *zalloc(struct disp_engine *e, size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (p)
+		e->footprint += (n ? n : 1) * size;
+	return p;
+}
+
+static int skills_init(struct disp_engine *e, const struct disp_conf *conf)
+{
+	uint32_t hs = pow2_at_least(2 * e->nb_skills), nin = 0;
+	size_t rs = disp_ring_size(RING_SIZE);
+
+	e->skills = zalloc(e, e->nb_skills, sizeof(*e->skills));
+	e->skill_hash = zalloc(e, hs, sizeof(*e->skill_hash));
+	e->inflows = zalloc(e, (size_t)e->nb_skills * DISP_MAX_OVERFLOW, sizeof(*e->inflows));
+	e->heaps = zalloc(e, (size_t)e->nb_skills * e->max_agents, sizeof(*e->heaps));
+	e->ring_mem = aligned_alloc(64, rs * e->nb_skills);
+	if (!e->skills || !e->skill_hash || !e->inflows || !e->heaps || !e->ring_mem)
+		return -ENOMEM;
+	e->footprint += rs * e->nb_skills;
+	e->skill_hash_mask = hs - 1;
+	for (uint32_t i = 0; i < e->nb_skills; i++) {
+		struct skill *k = &e->skills[i];
+		struct disp_skill_conf *c = &k->conf;
+		struct disp_str name;
+
+		*c = conf->skills[i];
+		k->name_len = (uint32_t)strnlen(c->name, DISP_NAME_MAX);
+		k->tenant_len = (uint32_t)strnlen(c->tenant, DISP_NAME_MAX);
+		c->queue_capacity = or_default(c->queue_capacity, DEF_QUEUE_CAPACITY);
+		c->sla_answer_ms = or_default(c->sla_answer_ms, DEF_SLA_ANSWER_MS);
+		c->break_cap_pct = or_default(c->break_cap_pct, DEF_BREAK_CAP_PCT);
+		c->break_max_ms = or_default(c->break_max_ms, DEF_BREAK_MAX_MS);
+		c->first_response_ms = or_default(c->first_response_ms, DEF_FIRST_RESPONSE_MS);
+		c->reply_overdue_ms = or_default(c->reply_overdue_ms, DEF_REPLY_OVERDUE_MS);
+		c->hold_max_ms = or_default(c->hold_max_ms, DEF_HOLD_MAX_MS);
+		c->idle_alert_ms = or_default(c->idle_alert_ms, DEF_IDLE_ALERT_MS);
+		c->eta_step_ms = or_default(c->eta_step_ms, DEF_ETA_STEP_MS);
+		k->heap = &e->heaps[(size_t)i * e->max_agents];
+		k->mean_handle_ms = DEF_MEAN_HANDLE_MS;
+		k->scan_si = NIL;
+		k->ring = disp_ring_init((char *)e->ring_mem + rs * i, RING_SIZE);
+		for (uint32_t p = 0; p < NB_PRIO; p++)
+			k->q_head[p] = k->q_tail[p] = NIL;
+		name = dstr(c->name, k->name_len);
+		if (k->name_len == 0 || k->name_len >= DISP_NAME_MAX ||
+		    k->tenant_len >= DISP_NAME_MAX || skill_find(e, name) != NIL ||
+		    (uint32_t)c->strategy >= DISP_STRATEGY_MAX ||
+		    c->nb_overflow > DISP_MAX_OVERFLOW || !k->ring)
+			return -EINVAL;
+		hs = fnv1a(name.ptr, name.len) & e->skill_hash_mask;
+		while (e->skill_hash[hs])
+			hs = (hs + 1) & e->skill_hash_mask;
+		e->skill_hash[hs] = (uint16_t)(i + 1);
+	}
+	/* Overflow targets must exist and belong to the same tenant; steps in time order. */
+	for (uint32_t i = 0; i < e->nb_skills; i++) {
+		struct skill *k = &e->skills[i];
+
+		for (uint32_t j = 0; j < k->conf.nb_overflow; j++) {
+			const struct disp_overflow *ov = &k->conf.overflow[j];
+			uint32_t t =
+			        skill_find(e, dstr(ov->to_skill,
+			                           (uint32_t)strnlen(ov->to_skill, DISP_NAME_MAX)));
+
+			if (t == NIL || t == i || e->skills[t].tenant_len != k->tenant_len ||
+			    memcmp(e->skills[t].conf.tenant, k->conf.tenant, k->tenant_len) != 0 ||
+			    (j > 0 && ov->after_ms < k->conf.overflow[j - 1].after_ms))
+				return -EINVAL;
+			k->ov_to[j] = (uint16_t)t;
+		}
+	}
+	for (uint32_t t = 0; t < e->nb_skills; t++) {
+		e->skills[t].in_first = nin;
+		for (uint32_t i = 0; i < e->nb_skills; i++)
+			for (uint32_t j = 0; j < e->skills[i].conf.nb_overflow; j++)
+				if (e->skills[i].ov_to[j] == t) {
+					e->inflows[nin].src = (uint16_t)i;
+					e->inflows[nin].after_ms =
+					        e->skills[i].conf.overflow[j].after_ms;
+					nin++;
+					e->skills[t].in_n++;
+				}
+	}
+	return 0;
+}
+
+static void engine_free(struct disp_engine *e)
+{
+	free(e->entries);
+	free(e->scratch);
+	free(e->scratch_si);
+	disp_pool_fini(&e->pool);
+	free(e->sessions);
+	free(e->agents);
+	free(e->agent_hash);
+	free(e->agent_skills);
+	free(e->ask);
+	free(e->skills);
+	free(e->skill_hash);
+	free(e->inflows);
+	free(e->heaps);
+	free(e->ring_mem);
+	free(e);
+}
+
 struct disp_engine *disp_create(const struct disp_conf *conf)
 {
 	struct disp_engine *e;
 	uint64_t entries;
 	uint32_t hs;
-	int err = EINVAL;
+	int err = EINVAL, rc;
 
 	if (!conf || !conf->emit || !conf->skills || conf->nb_skills == 0 ||
 	    conf->nb_skills > SKILLS_MAX)
@@ -794,6 +1792,7 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		goto out;
+	e->footprint = sizeof(*e);
 	e->emit = conf->emit;
 	e->emit_ctx = conf->emit_ctx;
 	e->nb_skills = conf->nb_skills;
@@ -802,6 +1801,8 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	e->backlog_max = or_default(conf->backlog_max, DEF_BACKLOG_MAX);
 	e->agent_text_max = or_default(conf->agent_text_max, DEF_AGENT_TEXT_MAX);
 	e->customer_text_max = or_default(conf->customer_text_max, DEF_CUSTOMER_TEXT_MAX);
+	e->heartbeat_ms = or_default(conf->heartbeat_timeout_ms, DEF_HEARTBEAT_MS);
+	e->rng = conf->seed ? conf->seed : 1;
 	err = EINVAL;
 	if (e->max_agents > AGENTS_MAX || e->max_sessions > SESSIONS_MAX ||
 	    e->backlog_max > BACKLOG_MAX)
@@ -810,88 +1811,48 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	         e->agent_text_max);
 	snprintf(e->customer_too_long, sizeof(e->customer_too_long),
 	         "customer text over %u characters", e->customer_text_max);
+	disp_wheel_init(&e->wheel, 0);
 
-	err = ENOMEM;
-	hs = pow2_at_least(2 * e->nb_skills);
-	e->skills = calloc(e->nb_skills, sizeof(*e->skills));
-	e->skill_hash = calloc(hs, sizeof(*e->skill_hash));
-	if (!e->skills || !e->skill_hash)
-		goto out_free_skills;
-	e->skill_hash_mask = hs - 1;
-	for (uint32_t i = 0; i < e->nb_skills; i++) {
-		struct skill *k = &e->skills[i];
-		struct disp_str name;
-
-		k->conf = conf->skills[i];
-		k->name_len = (uint32_t)strnlen(k->conf.name, DISP_NAME_MAX);
-		k->tenant_len = (uint32_t)strnlen(k->conf.tenant, DISP_NAME_MAX);
-		k->conf.queue_capacity = or_default(k->conf.queue_capacity, DEF_QUEUE_CAPACITY);
-		k->conf.sla_answer_ms = or_default(k->conf.sla_answer_ms, DEF_SLA_ANSWER_MS);
-		k->q_head = k->q_tail = NIL;
-		name = dstr(k->conf.name, k->name_len);
-		err = EINVAL;
-		if (k->name_len == 0 || k->name_len >= DISP_NAME_MAX ||
-		    k->tenant_len >= DISP_NAME_MAX || skill_find(e, name) != NIL)
-			goto out_free_skills;
-		hs = fnv1a(name.ptr, name.len) & e->skill_hash_mask;
-		while (e->skill_hash[hs])
-			hs = (hs + 1) & e->skill_hash_mask;
-		e->skill_hash[hs] = (uint16_t)(i + 1);
+	rc = skills_init(e, conf);
+	if (rc < 0) {
+		err = -rc;
+		goto out_free_engine;
 	}
 
 	err = ENOMEM;
 	hs = pow2_at_least(2 * e->max_agents);
-	e->agents = calloc(e->max_agents, sizeof(*e->agents));
-	e->agent_hash = calloc(hs, sizeof(*e->agent_hash));
-	e->agent_skills = calloc((size_t)e->max_agents * e->nb_skills, sizeof(*e->agent_skills));
-	e->nodes = calloc((size_t)e->max_agents * e->nb_skills, sizeof(*e->nodes));
-	e->b_head = malloc((size_t)e->nb_skills * LOAD_BUCKETS * sizeof(*e->b_head));
-	e->b_tail = malloc((size_t)e->nb_skills * LOAD_BUCKETS * sizeof(*e->b_tail));
-	if (!e->agents || !e->agent_hash || !e->agent_skills || !e->nodes || !e->b_head ||
-	    !e->b_tail)
-		goto out_free_agents;
+	e->agents = zalloc(e, e->max_agents, sizeof(*e->agents));
+	e->agent_hash = zalloc(e, hs, sizeof(*e->agent_hash));
+	e->agent_skills = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->agent_skills));
+	e->ask = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->ask));
+	if (!e->agents || !e->agent_hash || !e->agent_skills || !e->ask)
+		goto out_free_engine;
 	e->agent_hash_mask = hs - 1;
-	memset(e->b_head, 0xff, (size_t)e->nb_skills * LOAD_BUCKETS * sizeof(*e->b_head));
-	memset(e->b_tail, 0xff, (size_t)e->nb_skills * LOAD_BUCKETS * sizeof(*e->b_tail));
 
-	e->sessions = calloc(e->max_sessions, sizeof(*e->sessions));
-	if (!e->sessions)
-		goto out_free_agents;
+	e->sessions = zalloc(e, e->max_sessions, sizeof(*e->sessions));
+	e->scratch_si = zalloc(e, CAP_MAX, sizeof(*e->scratch_si));
+	if (!e->sessions || !e->scratch_si)
+		goto out_free_engine;
 	e->f_head = e->f_tail = NIL;
 
 	if (disp_pool_init(&e->pool, or_default(conf->text_pool_bytes, DEF_TEXT_POOL_BYTES)) < 0)
-		goto out_free_sessions;
+		goto out_free_engine;
+	e->footprint += or_default(conf->text_pool_bytes, DEF_TEXT_POOL_BYTES);
 	/* Every held message but an empty one takes a block: more entries than
 	 * blocks plus one empty message per session could never be used. */
 	entries = (uint64_t)e->max_sessions * e->backlog_max;
 	if (entries > (uint64_t)e->pool.total_blocks + e->max_sessions)
 		entries = (uint64_t)e->pool.total_blocks + e->max_sessions;
 	e->nb_entries = (uint32_t)entries;
-	e->entries = malloc((size_t)(entries ? entries : 1) * sizeof(*e->entries));
-	e->scratch = calloc(e->backlog_max, sizeof(*e->scratch));
+	e->entries = zalloc(e, (size_t)entries, sizeof(*e->entries));
+	e->scratch = zalloc(e, e->backlog_max, sizeof(*e->scratch));
 	if (!e->entries || !e->scratch)
-		goto out_free_entries;
+		goto out_free_engine;
 	e->e_free = NIL;
 	return e;
 
-out_free_entries:
-	free(e->entries);
-	free(e->scratch);
-	disp_pool_fini(&e->pool);
-out_free_sessions:
-	free(e->sessions);
-out_free_agents:
-	free(e->agents);
-	free(e->agent_hash);
-	free(e->agent_skills);
-	free(e->nodes);
-	free(e->b_head);
-	free(e->b_tail);
-out_free_skills:
-	free(e->skills);
-	free(e->skill_hash);
 out_free_engine:
-	free(e);
+	engine_free(e);
 out:
 	errno = err;
 	return NULL;
@@ -901,19 +1862,12 @@ void disp_destroy(struct disp_engine *e)
 {
 	if (!e)
 		return;
-	free(e->entries);
-	free(e->scratch);
-	disp_pool_fini(&e->pool);
-	free(e->sessions);
-	free(e->agents);
-	free(e->agent_hash);
-	free(e->agent_skills);
-	free(e->nodes);
-	free(e->b_head);
-	free(e->b_tail);
-	free(e->skills);
-	free(e->skill_hash);
-	free(e);
+	engine_free(e);
+}
+
+size_t disp_footprint(const struct disp_engine *e)
+{
+	return e ? e->footprint : 0;
 }
 
 /* ---- agents --------------------------------------------------------------- */
@@ -925,9 +1879,11 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	uint32_t ai;
 	uint16_t *sk;
 	uint8_t seen[SKILLS_MAX / 8] = {0};
+	bool fresh;
 
 	if (!e || !req)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	if (!name_ok(req->agent_id))
 		return refuse(e, gw, DISP_ERR_MALFORMED, "agent id must be 1 to 63 bytes of utf-8",
 		              0);
@@ -953,30 +1909,48 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 		a->id_len = req->agent_id.len;
 		a->state = DISP_AGENT_OFFLINE;
 		a->s_head = a->s_tail = NIL;
-		a->bucket = -1;
+		a->alert_skill = UINT16_MAX;
+		a->acct_since = now_ms;
+		disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
+		disp_timer_init(&a->st_timer, ai, T_AGENT);
 		agent_hash_add(e, ai);
 	}
 	a = &e->agents[ai];
+	fresh = !agent_online(a->state);
 
 	/* A login through another gateway moves the agent there, sessions and all. */
-	bucket_remove(e, ai);
-	a->gw = gw;
+	acct(a, now_ms);
+	agent_unlist(e, ai);
+	agent_count(e, ai, -1);
+	/* Counted nowhere until agent_set_state: a login is a new READY from any state. */
+	a->state = DISP_AGENT_OFFLINE;
 	sk = &e->agent_skills[(size_t)ai * e->nb_skills];
+	for (uint32_t i = 0; i < a->nb_skills; i++)
+		ask_of(e, ai, sk[i])->level = 0;
+	a->gw = gw;
 	a->nb_skills = 0;
 	for (uint32_t i = 0; i < req->nb_skills; i++) {
 		uint32_t s = skill_find(e, req->skills[i].skill);
+		uint32_t lv = req->skills[i].level;
 
 		if (seen[s / 8] & (1u << (s % 8)))
 			continue;
 		seen[s / 8] |= (uint8_t)(1u << (s % 8));
 		sk[a->nb_skills++] = (uint16_t)s;
+		ask_of(e, ai, s)->level = (uint8_t)(lv < 1 ? 1 : lv > 5 ? 5 : lv);
+		ask_of(e, ai, s)->pos = NIL;
+		/* Joins the round at its end. */
+		ask_of(e, ai, s)->rr = ++e->skills[s].rr_counter;
 	}
 	a->cap = req->max_sessions ? req->max_sessions : 1;
+	if (a->cap > CAP_MAX)
+		a->cap = CAP_MAX;
 	a->shrink_load = a->load > a->cap ? a->load : 0;
-	a->idle_since = now_ms;
-	a->last_seen = now_ms;
-	agent_set_state(e, a, DISP_AGENT_READY);
-	agent_relist(e, ai);
+	if (fresh)
+		a->assigned_today = 0;
+	a->load_since = now_ms;
+	agent_set_state(e, ai, DISP_AGENT_READY, now_ms);
+	agent_touch(e, ai, now_ms);
 	emit_state(e, a, true, NULL);
 	agent_pull(e, ai, now_ms);
 	return 0;
@@ -995,46 +1969,90 @@ static int agent_auth(struct disp_engine *e, uint32_t gw, struct disp_str id, ui
 	return 0;
 }
 
+/* Allowed on break in a group of `online` agents: see the header's rounding rule. */
+static uint32_t break_allowed(uint32_t online, uint32_t pct)
+{
+	uint32_t n = (uint32_t)((uint64_t)online * pct / 100u);
+
+	if (n == 0 && online >= 2)
+		n = 1;
+	return n;
+}
+
+/* Would granting a break to ai keep every group of its within the cap? */
+static bool break_fits(struct disp_engine *e, uint32_t ai, char *why, size_t why_len)
+{
+	const struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
+
+	for (uint32_t i = 0; i < a->nb_skills; i++) {
+		const struct skill *k = &e->skills[sk[i]];
+
+		if (k->on_break + 1 > break_allowed(k->online, k->conf.break_cap_pct)) {
+			snprintf(why, why_len,
+			         "break cap: %u of %u agents of %.*s already on break", k->on_break,
+			         k->online, (int)k->name_len, k->conf.name);
+			return false;
+		}
+	}
+	return true;
+}
+
 int disp_agent_state(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
                      enum disp_agent_state want, uint64_t now_ms)
 {
 	struct agent *a;
 	uint32_t ai;
 	int rc;
+	char why[160];
 
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, 0, &ai);
 	if (rc)
 		return rc;
 	a = &e->agents[ai];
 	switch (want) {
 	case DISP_AGENT_READY:
-		a->last_seen = now_ms;
-		if (a->state != DISP_AGENT_READY && a->load == 0)
-			a->idle_since = now_ms;
-		agent_set_state(e, a, DISP_AGENT_READY);
-		agent_relist(e, ai);
+		if (a->state == DISP_AGENT_OFFLINE)
+			a->assigned_today = 0; /* a new shift */
+		agent_set_state(e, ai, DISP_AGENT_READY, now_ms);
+		agent_touch(e, ai, now_ms);
 		emit_state(e, a, true, NULL);
 		agent_pull(e, ai, now_ms);
 		return 0;
 	case DISP_AGENT_OFFLINE_REQUESTED:
-		a->last_seen = now_ms;
-		agent_set_state(e, a, a->load ? DISP_AGENT_OFFLINE_REQUESTED : DISP_AGENT_OFFLINE);
-		agent_relist(e, ai);
+		agent_touch(e, ai, now_ms);
+		agent_set_state(e, ai, a->load ? DISP_AGENT_OFFLINE_REQUESTED : DISP_AGENT_OFFLINE,
+		                now_ms);
 		emit_state(e, a, true, NULL);
 		return 0;
 	case DISP_AGENT_BREAK_REQUESTED:
-		/*
-		 * Granted whenever the agent is online: the cap on agents on break
-		 * per skill group is not enforced in this version.
-		 */
-		if (a->state == DISP_AGENT_OFFLINE || a->state == DISP_AGENT_OFFLINE_REQUESTED ||
-		    a->state == DISP_AGENT_DISCONNECTED)
+		if (!agent_online(a->state) || a->state == DISP_AGENT_OFFLINE_REQUESTED)
 			return refuse(e, gw, DISP_ERR_INVALID_STATE, "agent not online", 0);
-		a->last_seen = now_ms;
-		agent_set_state(e, a, a->load ? DISP_AGENT_BREAK_REQUESTED : DISP_AGENT_ON_BREAK);
-		agent_relist(e, ai);
+		agent_touch(e, ai, now_ms);
+		if (a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK) {
+			emit_state(e, a, true, NULL); /* already granted */
+			return 0;
+		}
+		if (!break_fits(e, ai, why, sizeof(why))) {
+			emit_state(e, a, false, why);
+			return 0;
+		}
+		agent_set_state(e, ai, a->load ? DISP_AGENT_BREAK_REQUESTED : DISP_AGENT_ON_BREAK,
+		                now_ms);
+		{
+			/* Debug: the cap must hold right after granting. */
+			const uint16_t *sk = agent_skill_list(e, ai);
+
+			for (uint32_t i = 0; i < a->nb_skills; i++) {
+				const struct skill *k = &e->skills[sk[i]];
+
+				if (k->on_break > break_allowed(k->online, k->conf.break_cap_pct))
+					e->cap_granted_over++;
+			}
+		}
 		emit_state(e, a, true, NULL);
 		return 0;
 	default:
@@ -1050,26 +2068,65 @@ int disp_agent_heartbeat(struct disp_engine *e, uint32_t gw, struct disp_str age
 
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, 0, &ai);
 	if (rc)
 		return rc;
-	e->agents[ai].last_seen = now_ms;
+	agent_touch(e, ai, now_ms);
 	return 0;
 }
 
 /* ---- sessions ------------------------------------------------------------- */
 
+/* Is the group open at now (its local time)? */
+static bool skill_open(const struct skill *k, uint64_t now)
+{
+	const struct disp_hours *h = &k->conf.hours;
+	int64_t local = (int64_t)(now / 60000u) + h->utc_offset_min; /* minutes */
+	uint32_t min, day;
+
+	if (h->open_min == h->close_min)
+		return true;
+	if (local < 0)
+		local = 0;
+	min = (uint32_t)(local % 1440);
+	day = (uint32_t)((local / 1440 + 4) % 7); /* 1970-01-01 was a Thursday */
+	if (h->open_min < h->close_min)
+		return min >= h->open_min && min < h->close_min &&
+		       (!h->days || (h->days >> day) & 1);
+	/* Spans midnight: the hours after midnight belong to the day that opened them. */
+	if (min >= h->open_min)
+		return !h->days || (h->days >> day) & 1;
+	if (min < h->close_min)
+		return !h->days || (h->days >> ((day + 6) % 7)) & 1;
+	return false;
+}
+
+/* Is an agent free for a new session of skill s (its own, or by an immediate overflow)? */
+static bool agent_at_hand(const struct disp_engine *e, uint32_t s)
+{
+	const struct skill *k = &e->skills[s];
+
+	if (k->heap_n)
+		return true;
+	for (uint32_t i = 0; i < k->conf.nb_overflow && k->conf.overflow[i].after_ms == 0; i++)
+		if (e->skills[k->ov_to[i]].heap_n)
+			return true;
+	return false;
+}
+
 int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open *req,
                       uint64_t now_ms)
 {
 	struct disp_out busy = {.kind = DISP_OUT_BUSY, .gateway_id = gw};
-	const struct skill *k;
+	struct skill *k;
 	struct session *s;
-	uint32_t sk, si, ai;
+	uint32_t sk, si;
 	int rc;
 
 	if (!e || !req)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	if (!name_ok(req->customer_id))
 		return refuse(e, gw, DISP_ERR_MALFORMED,
 		              "customer id must be 1 to 63 bytes of utf-8", req->open_ref);
@@ -1090,10 +2147,19 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 
 	busy.open_ref = req->open_ref;
 	busy.retry_after_ms = RETRY_AFTER;
-	ai = best_agent(e, sk);
-	if (ai == NIL && k->q_count >= k->conf.queue_capacity) {
+	if (!skill_open(k, now_ms)) {
+		busy.leave_message = true;
+		busy.reason = dstr("closed", 6);
+		k->fig.left_message++;
+		e->st.sessions_busy++;
+		emit(e, &busy);
+		return -EBUSY;
+	}
+	/* Full only matters when the customer would have to wait. */
+	if (!agent_at_hand(e, sk) && k->q_count >= k->conf.queue_capacity) {
 		busy.leave_message = true;
 		busy.reason = dstr("queue full", 10);
+		k->fig.left_message++;
 		e->st.sessions_busy++;
 		e->st.sessions_busy_queue_full++;
 		emit(e, &busy);
@@ -1109,9 +2175,11 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 	                  &s->transcript) < 0)
 		goto out_free_question;
 
-	s->state = SESS_QUEUED; /* not linked yet: assign() or q_push() links it */
-	s->transferred = false;
+	s->state = SESS_QUEUED; /* in the ring: not linked yet */
+	s->flags = 0;
 	s->mark = false;
+	s->prio = (uint8_t)(req->priority < NB_PRIO ? req->priority : NB_PRIO - 1);
+	s->ov_step = 0;
 	s->skill = (uint16_t)sk;
 	s->cust_gw = gw;
 	s->agent = NIL;
@@ -1119,24 +2187,30 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 	s->prev = s->next = NIL;
 	s->open_ref = req->open_ref;
 	s->opened_ms = now_ms;
+	s->enq_ms = now_ms;
+	s->assign_ms = s->unans_ms = s->hold_ms = 0;
 	s->channel = req->channel;
-	s->priority = req->priority;
 	s->bl_head = s->bl_tail = NIL;
 	s->bl_count = 0;
 	memcpy(s->cid, req->customer_id.ptr, req->customer_id.len);
 	s->cid_len = (uint8_t)req->customer_id.len;
 	e->st.sessions_opened++;
 	e->st.sessions_open++;
+	k->fig.offered++;
 
-	if (ai != NIL) {
-		emit_queued(e, si, 0);
-		s->state = SESS_ASSIGNED; /* keep assign() from unlinking it from a queue */
-		assign(e, si, ai, now_ms);
-	} else {
-		q_push(e, si, false);
-		e->st.sessions_queued++;
-		emit_queued(e, si, e->skills[sk].q_count);
+	/* Through the skill's arrival ring; we are its consumer, so it is placed at once. */
+	if (disp_ring_push(k->ring, si) < 0) {
+		drain_rings(e);
+		if (disp_ring_push(k->ring, si) < 0) {
+			place(e, si, false, now_ms);
+			goto out_counted;
+		}
 	}
+	atomic_fetch_add_explicit(&e->ring_hint, 1, memory_order_release);
+	drain_rings(e);
+out_counted:
+	if (s->state == SESS_QUEUED)
+		e->st.sessions_queued++;
 	return 0;
 
 out_free_question:
@@ -1152,11 +2226,11 @@ out_busy:
 	return -EBUSY;
 }
 
-/* The session named, if it exists and was opened through this gateway. */
+/* The session named, if it exists (not in wrap-up) and was opened through this gateway. */
 static int customer_auth(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint32_t *si)
 {
 	*si = sess_find(e, session_id);
-	if (*si == NIL)
+	if (*si == NIL || e->sessions[*si].state == SESS_WRAPUP)
 		return refuse(e, gw, DISP_ERR_UNKNOWN_SESSION, "unknown session", session_id);
 	if (e->sessions[*si].cust_gw != gw)
 		return refuse(e, gw, DISP_ERR_FORBIDDEN, "session not opened through this gateway",
@@ -1175,6 +2249,7 @@ int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_i
 
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	rc = customer_auth(e, gw, session_id, &si);
 	if (rc)
 		return rc;
@@ -1197,6 +2272,11 @@ int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_i
 	}
 	a = &e->agents[s->agent];
 	bl_record(e, s, DISP_SIDE_CUSTOMER, msg_id, text, attachment_ref, now_ms, s->agent);
+	if (s->unans_ms == 0) {
+		s->unans_ms = now_ms ? now_ms : 1;
+		s->flags &= (uint8_t)~SF_RO_FIRED;
+		sess_arm(e, si);
+	}
 	o.gateway_id = a->gw;
 	o.session_id = session_id;
 	o.msg.msg_id = msg_id;
@@ -1214,32 +2294,55 @@ int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, ui
                      bool complaint, struct disp_str comment, uint64_t now_ms)
 {
 	struct session *s;
+	struct skill *k;
+	struct agent *a;
 	uint32_t si, ai;
 	int rc;
 
 	(void)comment; /* kept by the store, not by the engine */
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	rc = customer_auth(e, gw, session_id, &si);
 	if (rc)
 		return rc;
 	if (rating >= 4)
 		return refuse(e, gw, DISP_ERR_MALFORMED, "invalid rating", session_id);
 	s = &e->sessions[si];
+	k = &e->skills[s->skill];
 	e->st.ratings[rating]++;
 	if (complaint)
 		e->st.complaints++;
 	if (s->state == SESS_QUEUED) {
 		q_remove(e, si);
+		k->fig.abandoned++;
 		emit_closed(e, gw, session_id, DISP_CLOSE_ABANDONED, NULL);
-		sess_free(e, si, true);
+		sess_closed(e, true);
+		sess_free(e, si);
 		return 0;
 	}
 	ai = s->agent;
-	emit_closed(e, gw, session_id, DISP_CLOSE_CUSTOMER_ENDED, &e->agents[ai]);
-	emit_closed(e, e->agents[ai].gw, session_id, DISP_CLOSE_CUSTOMER_ENDED, &e->agents[ai]);
+	a = &e->agents[ai];
+	k->fig.ratings[rating]++;
+	a->fig.ratings[rating]++;
+	if (complaint) {
+		k->fig.complaints++;
+		a->fig.complaints++;
+	}
+	count_served(e, si, now_ms);
+	emit_closed(e, gw, session_id, DISP_CLOSE_CUSTOMER_ENDED, a);
+	emit_closed(e, a->gw, session_id, DISP_CLOSE_CUSTOMER_ENDED, a);
+	sess_closed(e, false);
+	if (k->conf.wrap_up_ms) {
+		/* The slot stays busy until the notes come or the wrap-up time passes. */
+		s->state = SESS_WRAPUP;
+		s->hold_ms = now_ms + k->conf.wrap_up_ms;
+		e->nb_wrapup++;
+		sess_arm(e, si);
+		return 0;
+	}
 	release(e, si, now_ms);
-	sess_free(e, si, false);
+	sess_free(e, si);
 	agent_pull(e, ai, now_ms);
 	return 0;
 }
@@ -1251,8 +2354,12 @@ static int agent_session(struct disp_engine *e, uint32_t gw, uint32_t ai, uint64
 	*si = sess_find(e, session_id);
 	if (*si == NIL)
 		return refuse(e, gw, DISP_ERR_UNKNOWN_SESSION, "unknown session", session_id);
-	if (e->sessions[*si].state != SESS_ASSIGNED || e->sessions[*si].agent != ai)
+	if (e->sessions[*si].agent != ai ||
+	    (e->sessions[*si].state != SESS_ASSIGNED && e->sessions[*si].state != SESS_WRAPUP))
 		return refuse(e, gw, DISP_ERR_FORBIDDEN, "session not assigned to this agent",
+		              session_id);
+	if (e->sessions[*si].state == SESS_WRAPUP)
+		return refuse(e, gw, DISP_ERR_INVALID_STATE, "session closed: notes expected",
 		              session_id);
 	return 0;
 }
@@ -1267,12 +2374,13 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 	uint32_t ai, si;
 	int rc;
 
-	(void)hold; /* the hold clock comes with the service-level timers */
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, session_id, &ai);
 	if (rc)
 		return rc;
+	agent_touch(e, ai, now_ms);
 	rc = agent_session(e, gw, ai, session_id, &si);
 	if (rc)
 		return rc;
@@ -1284,8 +2392,25 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 		return rc;
 	s = &e->sessions[si];
 	a = &e->agents[ai];
-	a->last_seen = now_ms;
 	bl_record(e, s, DISP_SIDE_AGENT, msg_id, text, attachment_ref, now_ms, ai);
+	/* Any agent message answers everything the customer said so far. */
+	if (!(s->flags & SF_REPLIED)) {
+		uint64_t fr = since(now_ms, s->assign_ms);
+
+		s->flags |= SF_REPLIED;
+		e->skills[s->skill].fig.first_response_ms[hist_bucket(fr)]++;
+		a->fig.first_response_ms[hist_bucket(fr)]++;
+	}
+	s->unans_ms = 0;
+	if (hold) {
+		if (!s->hold_ms) {
+			s->hold_ms = now_ms ? now_ms : 1;
+			s->flags &= (uint8_t)~SF_HO_FIRED;
+		}
+	} else {
+		s->hold_ms = 0;
+	}
+	sess_arm(e, si);
 	o.gateway_id = s->cust_gw;
 	o.session_id = session_id;
 	o.msg.msg_id = msg_id;
@@ -1312,27 +2437,41 @@ static int check_notes(struct disp_engine *e, uint32_t gw, struct disp_str notes
 int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
                      struct disp_str agent_id, struct disp_str notes, uint64_t now_ms)
 {
-	const struct session *s;
+	struct session *s;
+	struct skill *k;
 	uint32_t ai, si, low;
 	int rc;
 
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, session_id, &ai);
 	if (rc)
 		return rc;
+	agent_touch(e, ai, now_ms);
 	si = sess_find(e, session_id);
 	low = (uint32_t)session_id;
 	if (si == NIL && low != 0 && low <= e->s_bump) {
 		/*
-		 * Ended already (the customer left or its gateway went down) and the
-		 * slot not reused yet: the agent is writing up its service record.
-		 * Nothing left to close; the notes themselves go to the store.
+		 * Ended already (the customer left, its gateway went down, or the
+		 * wrap-up time passed) and the slot not reused yet: the agent is
+		 * writing up its service record. Nothing left to close; the notes
+		 * themselves go to the store.
 		 */
 		s = &e->sessions[low - 1];
 		if (s->state == SESS_FREE && s->gen == (uint32_t)(session_id >> 32) + 1 &&
 		    s->last_agent == ai)
 			return check_notes(e, gw, notes, session_id);
+	}
+	if (si != NIL && e->sessions[si].state == SESS_WRAPUP && e->sessions[si].agent == ai) {
+		/* The notes end the wrap-up: the slot is free. */
+		rc = check_notes(e, gw, notes, session_id);
+		if (rc)
+			return rc;
+		release(e, si, now_ms);
+		sess_free(e, si);
+		agent_pull(e, ai, now_ms);
+		return 0;
 	}
 	rc = agent_session(e, gw, ai, session_id, &si);
 	if (rc)
@@ -1341,40 +2480,89 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 	if (rc)
 		return rc;
 	s = &e->sessions[si];
+	k = &e->skills[s->skill];
+	/* Before the customer ended: counted as closed by the agent. */
+	k->fig.agent_closed++;
+	e->agents[ai].fig.agent_closed++;
+	count_served(e, si, now_ms);
 	emit_closed(e, s->cust_gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
 	emit_closed(e, gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
+	sess_closed(e, false);
 	release(e, si, now_ms);
-	sess_free(e, si, false);
+	sess_free(e, si);
 	agent_pull(e, ai, now_ms);
 	return 0;
 }
 
+/*
+ * Transfer: the old agent gets CLOSED{TRANSFERRED}; the session, with its
+ * history, waits in the new group from now (a new wait, at the back of its
+ * class; QUEUED to the customer) and its next agent gets
+ * Assigned{transferred}. Refused, nothing changed: without consent, to an
+ * unknown group, to a group of another tenant (FORBIDDEN), to a closed or
+ * full group (OVERLOADED).
+ */
 int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struct disp_str agent_id,
                   struct disp_str to_skill, bool consented, struct disp_str reason, uint64_t now_ms)
 {
-	(void)agent_id;
-	(void)to_skill;
-	(void)reason;
-	(void)now_ms;
+	struct session *s;
+	struct skill *from, *to;
+	struct agent *a;
+	uint32_t ai, si, ts;
+	int rc;
+
+	(void)reason; /* kept by the store */
 	if (!e)
 		return -EINVAL;
+	now_ms = enter(e, now_ms);
+	rc = agent_auth(e, gw, agent_id, session_id, &ai);
+	if (rc)
+		return rc;
+	agent_touch(e, ai, now_ms);
+	rc = agent_session(e, gw, ai, session_id, &si);
+	if (rc)
+		return rc;
 	if (!consented)
 		return refuse(e, gw, DISP_ERR_CONSENT_REQUIRED, "customer consent required",
 		              session_id);
-	return refuse(e, gw, DISP_ERR_INVALID_STATE, "transfer not supported yet", session_id);
+	ts = skill_find(e, to_skill);
+	if (ts == NIL)
+		return refuse(e, gw, DISP_ERR_UNKNOWN_SKILL, "unknown skill", session_id);
+	s = &e->sessions[si];
+	from = &e->skills[s->skill];
+	to = &e->skills[ts];
+	if (to->tenant_len &&
+	    !str_is(to->conf.tenant, to->tenant_len, dstr(from->conf.tenant, from->tenant_len)))
+		return refuse(e, gw, DISP_ERR_FORBIDDEN, "skill of another tenant", session_id);
+	if (!skill_open(to, now_ms))
+		return refuse(e, gw, DISP_ERR_OVERLOADED, "skill group closed", session_id);
+	if (!agent_at_hand(e, ts) && to->q_count >= to->conf.queue_capacity)
+		return refuse(e, gw, DISP_ERR_OVERLOADED, "queue full", session_id);
+
+	a = &e->agents[ai];
+	from->fig.transferred_out++;
+	a->fig.transferred++;
+	emit_closed(e, gw, session_id, DISP_CLOSE_TRANSFERRED, a);
+	release(e, si, now_ms);
+	s->skill = (uint16_t)ts;
+	s->flags = SF_TRANSFERRED; /* a new wait in a new group: its clocks start over */
+	s->ov_step = 0;
+	s->enq_ms = now_ms;
+	s->unans_ms = s->hold_ms = 0;
+	to->fig.offered++;
+	/* Offered to the others first: the agent who handed it on is held out meanwhile. */
+	agent_unlist(e, ai);
+	place(e, si, false, now_ms);
+	agent_relist(e, ai, now_ms);
+	agent_pull(e, ai, now_ms);
+	return 0;
 }
 
 /*
  * The gateway is gone, and everything that went through it:
- *  - its agents are DISCONNECTED (told nothing: there is no one to tell); each
- *    of their sessions goes back to the FRONT of its skill queue, keeping its
- *    original open time, marked transferred; the customer is told QUEUED with
- *    its position, then it is assigned as usual, the new agent getting the
- *    backlog;
+ *  - its agents are DISCONNECTED (see agent_disconnect);
  *  - the sessions its customers opened are closed as ABANDONED; an agent
  *    serving one gets CLOSED{ABANDONED} and takes the next waiting session.
- * A session whose customer and agent were both on this gateway is simply
- * closed. Sessions re-queued together keep the order they were assigned in.
  * This is the one call that walks every agent and session slot: gateways go
  * down rarely.
  */
@@ -1382,60 +2570,43 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms)
 {
 	if (!e)
 		return;
+	now_ms = enter(e, now_ms);
 	for (uint32_t ai = 0; ai < e->nb_agents; ai++) {
 		struct agent *a = &e->agents[ai];
 
-		if (a->gw != gw || a->state == DISP_AGENT_DISCONNECTED ||
-		    a->state == DISP_AGENT_OFFLINE)
+		if (a->gw != gw || !agent_online(a->state))
 			continue;
-		bucket_remove(e, ai);
-		agent_set_state(e, a, DISP_AGENT_DISCONNECTED);
-		while (a->s_tail != NIL) {
-			uint32_t si = a->s_tail;
-			struct session *s = &e->sessions[si];
-
-			sl_remove(e->sessions, &a->s_head, &a->s_tail, si);
-			a->load--;
-			s->agent = NIL;
-			if (s->cust_gw == gw) {
-				sess_free(e, si, true);
-				continue;
-			}
-			s->transferred = true;
-			s->mark = true;
-			q_push(e, si, true);
-		}
-		a->shrink_load = 0;
-		a->idle_since = now_ms;
+		agent_disconnect(e, ai, gw, true, now_ms);
 	}
 	for (uint32_t si = 0; si < e->s_bump; si++) {
 		struct session *s = &e->sessions[si];
 		uint32_t ai;
 
-		if (s->state == SESS_FREE || s->cust_gw != gw)
+		if (s->state == SESS_FREE || s->state == SESS_WRAPUP || s->cust_gw != gw)
 			continue;
 		if (s->state == SESS_QUEUED) {
 			q_remove(e, si);
-			sess_free(e, si, true);
+			e->skills[s->skill].fig.abandoned++;
+			sess_closed(e, true);
+			sess_free(e, si);
 			continue;
 		}
 		ai = s->agent;
 		emit_closed(e, e->agents[ai].gw, sess_id(e, si), DISP_CLOSE_ABANDONED,
 		            &e->agents[ai]);
+		sess_closed(e, true);
 		release(e, si, now_ms);
-		sess_free(e, si, true);
+		sess_free(e, si);
 	}
-	for (uint32_t k = 0; k < e->nb_skills; k++) {
-		uint32_t pos = 0;
+	pull_all(e, now_ms);
+}
 
-		for (uint32_t si = e->skills[k].q_head; si != NIL && e->sessions[si].mark;
-		     si = e->sessions[si].next) {
-			e->sessions[si].mark = false;
-			emit_queued(e, si, ++pos);
-		}
-	}
-	for (uint32_t k = 0; k < e->nb_skills; k++)
-		pump_skill(e, k, now_ms);
+void disp_tick(struct disp_engine *e, uint64_t now_ms)
+{
+	if (!e)
+		return;
+	enter(e, now_ms);
+	refresh_queues(e);
 }
 
 /* ---- figures -------------------------------------------------------------- */
@@ -1447,59 +2618,146 @@ void disp_stats_get(const struct disp_engine *e, struct disp_stats *out)
 	*out = e->st;
 }
 
+int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
+                           struct disp_skill_figures *out, uint64_t now_ms)
+{
+	uint32_t s;
+	const struct skill *k;
+	uint64_t oldest = UINT64_MAX;
+
+	if (!e || !out)
+		return -EINVAL;
+	s = skill_find(e, skill);
+	if (s == NIL)
+		return -ENOENT;
+	k = &e->skills[s];
+	*out = k->fig;
+	for (uint32_t c = 0; c < NB_PRIO; c++) {
+		/* The class head is its oldest, unless re-queued at the front (older still
+		 * or, rarely, not: then the next one may be older). */
+		uint32_t h = k->q_head[c];
+
+		if (h != NIL) {
+			oldest = min64(oldest, e->sessions[h].enq_ms);
+			if (e->sessions[h].next != NIL)
+				oldest = min64(oldest, e->sessions[e->sessions[h].next].enq_ms);
+		}
+	}
+	out->waiting = k->q_count;
+	out->longest_wait_ms = oldest == UINT64_MAX ? 0 : since(now_ms, oldest);
+	out->agents_online = k->online;
+	out->agents_ready = k->ready;
+	out->agents_on_break = k->on_break;
+	out->service_rate_per_hour = clamp32(k->online_cap * 3600000u / k->mean_handle_ms);
+	out->mean_handling_ms = k->mean_handle_ms;
+	return 0;
+}
+
+int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id,
+                           struct disp_agent_figures *out, uint64_t now_ms)
+{
+	uint32_t ai;
+	struct agent a;
+
+	if (!e || !out)
+		return -EINVAL;
+	ai = agent_find(e, agent_id);
+	if (ai == NIL)
+		return -ENOENT;
+	a = e->agents[ai]; /* a copy: the getter changes nothing */
+	acct(&a, now_ms);
+	*out = a.fig;
+	out->state = a.state;
+	out->load = a.load;
+	out->capacity = a.cap;
+	out->customers_per_hour =
+	        a.fig.online_ms ? clamp32(a.fig.served * 3600000u / a.fig.online_ms) : 0;
+	out->service_ratio_pct = a.fig.online_ms
+	                                 ? (uint32_t)((a.fig.serving_ms + a.fig.ready_idle_ms) *
+	                                              100u / a.fig.online_ms)
+	                                 : 0;
+	return 0;
+}
+
+/* ---- invariants ----------------------------------------------------------- */
+
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \
 		if (!(c))                                                                          \
 			return -__LINE__;                                                          \
 	} while (0)
 
-int disp_check_invariants(const struct disp_engine *e)
+static int check_queues(const struct disp_engine *e, uint32_t *walked)
 {
-	uint64_t nodes = 0, offered_nodes = 0, blocks = 0, entries = 0;
-	uint32_t queued = 0, assigned = 0, walked_q = 0, walked_a = 0, ready = 0, nfree = 0;
-	const uint32_t S = e->nb_skills;
-
-	for (uint32_t k = 0; k < S; k++) {
+	for (uint32_t k = 0; k < e->nb_skills; k++) {
 		const struct skill *sk = &e->skills[k];
-		uint32_t n = 0, prev = NIL;
+		uint32_t total = 0;
 
-		for (uint32_t si = sk->q_head; si != NIL; si = e->sessions[si].next) {
-			const struct session *s = &e->sessions[si];
+		for (uint32_t c = 0; c < NB_PRIO; c++) {
+			uint32_t n = 0, prev = NIL;
+			uint64_t last_enq = 0;
 
-			CHECK(si < e->s_bump && n < e->s_bump);
-			CHECK(s->prev == prev);
-			CHECK(s->state == SESS_QUEUED && s->skill == k && s->agent == NIL);
-			CHECK(!s->mark);
-			prev = si;
-			n++;
-		}
-		CHECK(sk->q_tail == prev);
-		CHECK(n == sk->q_count);
-		walked_q += n;
-		/* Nobody waits while an agent of the skill has room. */
-		CHECK(n == 0 || sk->bucket_mask == 0);
-		for (uint32_t b = 0; b < LOAD_BUCKETS; b++) {
-			uint32_t hb = k * LOAD_BUCKETS + b, lp = NIL;
+			for (uint32_t si = sk->q_head[c]; si != NIL; si = e->sessions[si].next) {
+				const struct session *s = &e->sessions[si];
 
-			CHECK(((sk->bucket_mask >> b) & 1) == (e->b_head[hb] != NIL));
-			for (uint32_t x = e->b_head[hb]; x != NIL; x = e->nodes[x].next) {
-				const struct agent *a = &e->agents[x / S];
-
-				CHECK(x / S < e->nb_agents && x % S == k);
-				CHECK(e->nodes[x].prev == lp);
-				CHECK(agent_offered(a) && a->bucket == (int32_t)b);
-				CHECK(b == (a->load < LOAD_BUCKETS ? a->load : LOAD_BUCKETS - 1));
-				CHECK(nodes <= (uint64_t)e->nb_agents * S);
-				lp = x;
-				nodes++;
+				CHECK(si < e->s_bump && n < e->s_bump);
+				CHECK(s->prev == prev);
+				CHECK(s->state == SESS_QUEUED && s->skill == k && s->agent == NIL);
+				CHECK(s->prio == c);
+				/* FIFO within a class, but for sessions re-queued at the front. */
+				if (!(s->flags & SF_FRONT)) {
+					CHECK(s->enq_ms >= last_enq);
+					last_enq = s->enq_ms;
+				}
+				if (prev != NIL)
+					CHECK((int32_t)(s->ticket - e->sessions[prev].ticket) > 0);
+				prev = si;
+				n++;
 			}
-			CHECK(e->b_tail[hb] == lp);
+			CHECK(sk->q_tail[c] == prev);
+			CHECK(n == sk->q_n[c]);
+			CHECK(((sk->q_mask >> c) & 1) == (n != 0));
+			total += n;
+		}
+		CHECK(total == sk->q_count);
+		*walked += total;
+		/* Nobody waits while an agent of the skill has room. */
+		CHECK(total == 0 || sk->heap_n == 0);
+		for (uint32_t i = 0; i < sk->heap_n; i++) {
+			uint32_t ai = sk->heap[i];
+
+			CHECK(ai < e->nb_agents);
+			CHECK(e->ask[(size_t)ai * e->nb_skills + k].pos == i);
+			CHECK(agent_offered(&e->agents[ai]) && e->agents[ai].listed);
+			if (i > 0)
+				CHECK(!better(e, k, ai, sk->heap[(i - 1) / 2]));
 		}
 	}
+	return 0;
+}
+
+int disp_check_invariants(const struct disp_engine *e)
+{
+	uint64_t blocks = 0, entries = 0, listed = 0;
+	uint32_t queued = 0, assigned = 0, wrapup = 0, walked_q = 0, walked_a = 0, ready = 0;
+	uint32_t nfree = 0;
+	uint32_t online[SKILLS_MAX] = {0}, rdy[SKILLS_MAX] = {0}, brk[SKILLS_MAX] = {0};
+	uint64_t ocap[SKILLS_MAX] = {0};
+	const uint32_t S = e->nb_skills;
+	int rc;
+
+	CHECK(e->bad_assign == 0);
+	CHECK(e->cap_granted_over == 0);
+	for (uint32_t k = 0; k < S; k++)
+		CHECK(disp_ring_count(e->skills[k].ring) == 0);
+	rc = check_queues(e, &walked_q);
+	if (rc)
+		return rc;
 	for (uint32_t ai = 0; ai < e->nb_agents; ai++) {
 		const struct agent *a = &e->agents[ai];
 		struct disp_str id = {.ptr = a->id, .len = a->id_len};
-		uint32_t n = 0, prev = NIL;
+		const uint16_t *sk = agent_skill_list(e, ai);
+		uint32_t n = 0, prev = NIL, nlev = 0;
 
 		CHECK(agent_find(e, id) == ai);
 		for (uint32_t si = a->s_head; si != NIL; si = e->sessions[si].next) {
@@ -1507,37 +2765,70 @@ int disp_check_invariants(const struct disp_engine *e)
 
 			CHECK(si < e->s_bump && n < e->s_bump);
 			CHECK(s->prev == prev);
-			CHECK(s->state == SESS_ASSIGNED && s->agent == ai);
+			CHECK((s->state == SESS_ASSIGNED || s->state == SESS_WRAPUP) &&
+			      s->agent == ai);
 			prev = si;
 			n++;
 		}
 		CHECK(a->s_tail == prev);
 		CHECK(n == a->load);
-		CHECK(a->cap >= 1);
+		CHECK(a->cap >= 1 && a->cap <= CAP_MAX);
 		CHECK(a->load <= a->cap || a->load <= a->shrink_load);
-		CHECK(agent_offered(a) == (a->bucket >= 0));
-		if (a->bucket >= 0)
-			offered_nodes += a->nb_skills;
+		CHECK(agent_offered(a) == a->listed);
+		for (uint32_t s = 0; s < S; s++)
+			nlev += e->ask[(size_t)ai * S + s].level != 0;
+		CHECK(nlev == a->nb_skills);
+		for (uint32_t i = 0; i < a->nb_skills; i++) {
+			const struct ask *q = &e->ask[(size_t)ai * S + sk[i]];
+
+			CHECK(q->level >= 1 && q->level <= 5);
+			CHECK(a->listed == (q->pos != NIL));
+			if (agent_online(a->state)) {
+				online[sk[i]]++;
+				ocap[sk[i]] += a->cap;
+			}
+			rdy[sk[i]] += a->state == DISP_AGENT_READY;
+			brk[sk[i]] += a->state == DISP_AGENT_BREAK_REQUESTED ||
+			              a->state == DISP_AGENT_ON_BREAK;
+		}
+		if (a->listed)
+			listed += a->nb_skills;
 		if (a->state == DISP_AGENT_OFFLINE || a->state == DISP_AGENT_ON_BREAK ||
 		    a->state == DISP_AGENT_DISCONNECTED)
 			CHECK(a->load == 0);
+		CHECK(a->state != DISP_AGENT_UNSPECIFIED);
+		CHECK(agent_online(a->state) == disp_timer_pending(&a->hb_timer));
 		if (a->state == DISP_AGENT_READY)
 			ready++;
 		walked_a += n;
 	}
-	CHECK(nodes == offered_nodes);
+	for (uint32_t k = 0; k < S; k++) {
+		const struct skill *sk = &e->skills[k];
+
+		CHECK(sk->online == online[k] && sk->ready == rdy[k] && sk->on_break == brk[k]);
+		CHECK(sk->online_cap == ocap[k]);
+		listed -= sk->heap_n;
+		CHECK(sk->fig.answered_in_target <= sk->fig.answered);
+	}
+	CHECK(listed == 0);
 	for (uint32_t si = 0; si < e->s_bump; si++) {
 		const struct session *s = &e->sessions[si];
 		uint32_t n = 0;
 
 		if (s->state == SESS_FREE) {
 			CHECK(s->question.len == 0 && s->transcript.len == 0 && s->bl_count == 0);
+			CHECK(!disp_timer_pending(&s->timer));
 			continue;
 		}
 		if (s->state == SESS_QUEUED)
 			queued++;
-		else
+		else if (s->state == SESS_ASSIGNED)
 			assigned++;
+		else
+			wrapup++;
+		CHECK(s->skill < S);
+		if (s->state == SESS_WRAPUP)
+			CHECK(disp_timer_pending(&s->timer));
 		blocks += (s->question.len != 0) + (s->transcript.len != 0);
 		CHECK(s->bl_count <= e->backlog_max);
 		for (uint32_t x = s->bl_head; x != NIL; x = e->entries[x].next) {
@@ -1555,8 +2846,9 @@ int disp_check_invariants(const struct disp_engine *e)
 		CHECK(e->sessions[si].state == SESS_FREE && nfree < e->s_bump);
 		nfree++;
 	}
-	CHECK(queued == walked_q && assigned == walked_a);
-	CHECK(nfree + queued + assigned == e->s_bump);
+	CHECK(queued == walked_q && assigned + wrapup == walked_a);
+	CHECK(wrapup == e->nb_wrapup);
+	CHECK(nfree + queued + assigned + wrapup == e->s_bump);
 	CHECK(e->st.sessions_open == queued + assigned);
 	CHECK(e->st.sessions_waiting == queued);
 	CHECK(e->st.sessions_opened == e->st.sessions_open + e->st.sessions_closed);

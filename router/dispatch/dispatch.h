@@ -16,6 +16,25 @@
  *
  * Memory: everything is allocated by disp_create; no call allocates after it.
  * Not thread-safe: one engine belongs to one lcore.
+ *
+ * The break cap (rule 4), rounding stated once: an agent's break request is
+ * granted when, after granting, in EVERY skill group the agent belongs to
+ *     (agents on break + agents with a pending break) <= allowed(online)
+ *     allowed(online) = max(floor(online * break_cap_pct / 100), online >= 2 ? 1 : 0)
+ * where online counts the group's agents neither OFFLINE nor DISCONNECTED,
+ * the requester included. So at 20%: 1 online agent -> 0 breaks (a group is
+ * never emptied by a break), 2..9 online -> 1, 10..14 -> 2. Plain floor
+ * would forbid any break in groups of fewer than 5 agents, plain rounding or
+ * ceiling would let the only agent of a group leave it. The cap is checked
+ * when a break is granted; agents going offline later can leave a group with
+ * more agents on break than a new request could get.
+ *
+ * Which gateway each output goes to: QUEUED, BUSY, QUEUE_WAIT alerts and the
+ * customer's copy of ASSIGNED and CLOSED go to the customer's gateway (the
+ * one that opened the session); AGENT_STATE, DELIVER of customer messages,
+ * the agent's ASSIGNED, CLOSED{TRANSFERRED, REROUTED} and every other SLA
+ * alert go to the agent's gateway (the one it last logged in through);
+ * ERROR goes to the requester.
  */
 #ifndef SURGE_DISPATCH_H
 #define SURGE_DISPATCH_H
@@ -85,8 +104,8 @@ enum disp_strategy {
 	DISP_STRATEGY_LONGEST_IDLE,     /* longest since its load last went to 0 (or login) */
 	DISP_STRATEGY_ROUND_ROBIN,      /* in turn */
 	DISP_STRATEGY_BEST_SKILL,       /* highest level in the skill, then least loaded */
-	DISP_STRATEGY_FEWEST_TODAY,     /* fewest sessions assigned since login, then least loaded */
-	DISP_STRATEGY_RANDOM,           /* uniformly among the eligible */
+	DISP_STRATEGY_FEWEST_TODAY, /* fewest sessions assigned since login, then least loaded */
+	DISP_STRATEGY_RANDOM,       /* uniformly among the eligible */
 	DISP_STRATEGY_MAX
 };
 
@@ -103,10 +122,11 @@ struct disp_overflow {
  * always open (the default). close_min < open_min spans midnight.
  */
 struct disp_hours {
-	uint16_t open_min;       /* minutes after local midnight [0] */
-	uint16_t close_min;      /* [0] */
-	uint8_t days;            /* bit d set: open on weekday d (0 = Sunday); 0 means every day */
-	int16_t utc_offset_min;  /* local time = UTC + this [480, China] */
+	uint16_t open_min;      /* minutes after local midnight [0] */
+	uint16_t close_min;     /* [0] */
+	uint8_t days;           /* bit d set: open on weekday d (0 = Sunday); 0 means every day */
+	int16_t utc_offset_min; /* local time = UTC + this; taken as is, 0 = UTC (the config
+	                           defaults it to 480, China) */
 };
 
 /* A skill group as configured. Zero fields take the defaults in brackets. */
@@ -114,9 +134,10 @@ struct disp_skill_conf {
 	char name[DISP_NAME_MAX];   /* e.g. "presale" */
 	char tenant[DISP_NAME_MAX]; /* owning shop or business line; "" = platform */
 	uint32_t queue_capacity;    /* waiting sessions before Busy [1000] */
-	uint32_t sla_answer_ms;     /* service-level target: assigned within; QUEUE_WAIT alert [60000] */
+	uint32_t
+	        sla_answer_ms; /* service-level target: assigned within; QUEUE_WAIT alert [60000] */
 	enum disp_strategy strategy;
-	uint32_t wrap_up_ms;        /* slot stays busy after a close until notes or this [0] */
+	uint32_t wrap_up_ms; /* slot stays busy after a close until notes or this [0] */
 	struct disp_overflow overflow[DISP_MAX_OVERFLOW];
 	uint32_t nb_overflow;
 	struct disp_hours hours;
@@ -126,8 +147,9 @@ struct disp_skill_conf {
 	uint32_t reply_overdue_ms;  /* REPLY_OVERDUE: customer message unanswered [60000] */
 	uint32_t hold_max_ms;       /* HOLD_OVERDUE: a "please wait" lasting longer [180000] */
 	uint32_t idle_alert_ms;     /* IDLE_NO_INFLOW: READY with room, nothing assigned [900000] */
-	uint32_t reroute_ms;        /* re-route when the first message is unanswered this long; 0 = off [0] */
-	uint32_t eta_step_ms;       /* SessionQueued again when the ETA moves more than this [10000] */
+	uint32_t reroute_ms; /* re-route when the first message is unanswered this long; 0 = off [0]
+	                      */
+	uint32_t eta_step_ms; /* SessionQueued again when the ETA moves more than this [10000] */
 };
 
 /* ---- what the engine says ------------------------------------------------- */
@@ -229,11 +251,11 @@ struct disp_conf {
 	uint32_t text_pool_bytes; /* memory for held text (questions, transcripts, backlog) [64 MiB]
 	                           */
 	uint32_t agent_text_max;  /* code points of an agent message [200] */
-	uint32_t customer_text_max; /* code points of a customer message [2000] */
+	uint32_t customer_text_max;    /* code points of a customer message [2000] */
 	uint32_t heartbeat_timeout_ms; /* agent silent this long -> DISCONNECTED [30000] */
-	uint64_t seed;              /* for the random strategy [1] */
-	disp_emit_fn *emit;         /* receives every answer */
-	void *emit_ctx;             /* its first argument */
+	uint64_t seed;                 /* for the random strategy [1] */
+	disp_emit_fn *emit;            /* receives every answer */
+	void *emit_ctx;                /* its first argument */
 };
 
 struct disp_engine;
@@ -279,11 +301,25 @@ struct disp_login {
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
                      uint64_t now_ms);
 
-/* AgentState: READY, BREAK_REQUESTED or OFFLINE_REQUESTED. Answered with AGENT_STATE. */
+/*
+ * AgentState: READY, BREAK_REQUESTED or OFFLINE_REQUESTED. Answered with
+ * AGENT_STATE. A break over the cap (see the top of this file) is answered
+ * AGENT_STATE{current state, granted=false, reason "break cap: N of M agents
+ * of <skill> already on break"} and returns 0; a granted break or offline
+ * request is BREAK_REQUESTED / OFFLINE_REQUESTED while sessions remain
+ * (another AGENT_STATE{ON_BREAK / OFFLINE, granted} follows when the last one
+ * ends), ON_BREAK / OFFLINE at once otherwise. READY ends a break. A break
+ * from OFFLINE, OFFLINE_REQUESTED or DISCONNECTED is INVALID_STATE.
+ */
 int disp_agent_state(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
                      enum disp_agent_state want, uint64_t now_ms);
 
-/* AgentHeartbeat. */
+/*
+ * AgentHeartbeat. Any request of the agent (login, state, heartbeat, message,
+ * close, transfer) restarts its heartbeat clock; silent for
+ * heartbeat_timeout_ms, it is DISCONNECTED and its sessions re-queued at the
+ * front (see disp_gateway_down).
+ */
 int disp_agent_heartbeat(struct disp_engine *e, uint32_t gw, struct disp_str agent_id,
                          uint64_t now_ms);
 
@@ -307,7 +343,13 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint64_t msg_id,
                           struct disp_str text, struct disp_str attachment_ref, uint64_t now_ms);
 
-/* SessionEnd: CLOSED{CUSTOMER_ENDED} to both sides (ABANDONED while queued). */
+/*
+ * SessionEnd: CLOSED{CUSTOMER_ENDED} to both sides (ABANDONED, to the customer
+ * only, while queued). With the skill's wrap_up_ms > 0 the agent's slot stays
+ * busy until its AgentClose (notes) or until wrap_up_ms passes; meanwhile
+ * the session is unknown to the customer and INVALID_STATE to the agent's
+ * messages.
+ */
 int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint32_t rating,
                      bool complaint, struct disp_str comment, uint64_t now_ms);
 
@@ -316,16 +358,31 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
                        struct disp_str agent_id, uint64_t msg_id, struct disp_str text,
                        struct disp_str attachment_ref, bool hold, uint64_t now_ms);
 
-/* AgentClose: notes required; CLOSED{AGENT_CLOSED} to both sides if still open. */
+/* AgentClose: notes required; CLOSED{AGENT_CLOSED} to both sides if still open
+ * (counted as agent_closed); after the customer ended it only records the notes
+ * and ends a wrap-up. */
 int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
                      struct disp_str agent_id, struct disp_str notes, uint64_t now_ms);
 
-/* Transfer to another skill group (consent required). */
+/*
+ * Transfer to another skill group. Refused, nothing changed: without consent
+ * (CONSENT_REQUIRED), unknown group (UNKNOWN_SKILL), not the serving agent
+ * (FORBIDDEN), a group of another tenant (FORBIDDEN), a closed or full group
+ * (OVERLOADED). Done: CLOSED{TRANSFERRED} to the old agent; the session waits
+ * in the new group from now (QUEUED to the customer) and its next agent gets
+ * ASSIGNED{transferred, backlog}; the transferring agent is not offered it
+ * while others are.
+ */
 int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struct disp_str agent_id,
                   struct disp_str to_skill, bool consented, struct disp_str reason,
                   uint64_t now_ms);
 
-/* A gateway went silent: its agents are disconnected and their sessions re-queued. */
+/*
+ * A gateway went silent: its agents are DISCONNECTED and every session they
+ * held goes back to the FRONT of its queue with its original wait (QUEUED to
+ * the customer), then to the next agent with ASSIGNED{transferred, backlog};
+ * its customers' sessions end (ABANDONED; CLOSED{ABANDONED} to their agents).
+ */
 void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms);
 
 /*
@@ -373,22 +430,26 @@ struct disp_skill_figures {
 	uint64_t sla_alerts[DISP_SLA_MAX];
 	uint64_t first_response_ms[DISP_HIST_BUCKETS]; /* assignment -> first agent reply */
 	uint64_t handling_ms[DISP_HIST_BUCKETS];       /* assignment -> close */
-	uint32_t waiting;            /* queued now */
-	uint64_t longest_wait_ms;    /* of those queued now */
-	uint32_t agents_online;      /* not OFFLINE nor DISCONNECTED */
+	uint32_t waiting;                              /* queued now */
+	uint64_t longest_wait_ms;                      /* of those queued now */
+	uint32_t agents_online;                        /* not OFFLINE nor DISCONNECTED */
 	uint32_t agents_ready;
-	uint32_t agents_on_break;    /* BREAK_REQUESTED + ON_BREAK */
+	uint32_t agents_on_break;       /* BREAK_REQUESTED + ON_BREAK */
 	uint32_t service_rate_per_hour; /* recent answers per hour, the basis of ETAs */
+	/* added with the second engine version: */
+	uint64_t agent_closed;     /* of served: closed by the agent before the customer ended */
+	uint64_t rerouted;         /* taken back from an agent (disconnect or reroute_ms) */
+	uint64_t mean_handling_ms; /* exponentially weighted (1/8) handling time, the ETA basis */
 };
 
 /* Figures of one agent (rule 10). */
 struct disp_agent_figures {
 	enum disp_agent_state state;
-	uint32_t load;               /* sessions in hand */
+	uint32_t load; /* sessions in hand */
 	uint32_t capacity;
-	uint64_t assigned;           /* sessions assigned since login */
-	uint64_t served;             /* closed while with this agent */
-	uint64_t transferred;        /* handed on by this agent */
+	uint64_t assigned;    /* sessions assigned since login */
+	uint64_t served;      /* closed while with this agent */
+	uint64_t transferred; /* handed on by this agent */
 	uint64_t ratings[4];
 	uint64_t complaints;
 	uint64_t first_response_ms[DISP_HIST_BUCKETS];
@@ -399,13 +460,16 @@ struct disp_agent_figures {
 	uint64_t break_ms;           /* BREAK_REQUESTED (drained) + ON_BREAK */
 	uint32_t customers_per_hour; /* served * 3600000 / online_ms */
 	uint32_t service_ratio_pct;  /* (serving + ready_idle) * 100 / online */
+	/* added with the second engine version: */
+	uint64_t sla_alerts[DISP_SLA_MAX]; /* alerts about this agent or its sessions */
+	uint64_t agent_closed; /* of served: closed by the agent before the customer ended */
 };
 
 /* Figures of a skill group / an agent at now_ms. Return 0 or -ENOENT. O(1). */
 int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
-			   struct disp_skill_figures *out, uint64_t now_ms);
+                           struct disp_skill_figures *out, uint64_t now_ms);
 int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id,
-			   struct disp_agent_figures *out, uint64_t now_ms);
+                           struct disp_agent_figures *out, uint64_t now_ms);
 
 /* Bytes the engine allocated at creation (it allocates nothing afterwards). */
 size_t disp_footprint(const struct disp_engine *e);

@@ -135,4 +135,57 @@ uint16_t net_port_tx(struct net_port *port, struct rte_mbuf **pkts, uint16_t n);
 /* Stop and close the port and free its pool. Safe on a port never opened. */
 void net_port_close(struct net_port *port);
 
+/* ---- the kernel-socket port ------------------------------------------------ */
+/*
+ * Where DPDK cannot run (and as the baseline surge is measured against): one
+ * kernel UDP socket, batched with recvmmsg/sendmmsg (one system call per
+ * burst, not per datagram). The kernel does ARP, ICMP and the checksums.
+ */
+
+#define NET_SOCK_BURST 32u   /* datagrams per recvmmsg / sendmmsg */
+#define NET_SOCK_DGRAM 2048u /* largest datagram handled */
+
+struct net_sock {
+	int fd;                                  /* the UDP socket */
+	struct net_addr self;                    /* bound address (mac unused) */
+	uint64_t rx_errors;                      /* recvmmsg failures other than timeouts */
+	uint64_t tx_dropped;                     /* datagrams sendmmsg did not take */
+	unsigned nb_tx;                          /* datagrams waiting in tx_buf */
+	unsigned rx_timeout_us;                  /* SO_RCVTIMEO in force */
+	struct net_addr rx_peer[NET_SOCK_BURST]; /* sender of each received datagram */
+	uint16_t rx_len[NET_SOCK_BURST];         /* its length */
+	uint8_t rx_buf[NET_SOCK_BURST][NET_SOCK_DGRAM];
+	uint8_t tx_buf[NET_SOCK_BURST][NET_SOCK_DGRAM];
+	struct net_addr tx_peer[NET_SOCK_BURST];
+	uint16_t tx_len[NET_SOCK_BURST];
+};
+
+/*
+ * Bind a UDP socket to ip:port (network-order ip; 0 = any). Returns 0 or a
+ * negative errno of socket/bind.
+ */
+int net_sock_open(struct net_sock *s, uint32_t ip, uint16_t port);
+
+/*
+ * Receive up to NET_SOCK_BURST datagrams, waiting at most timeout_us for the
+ * first. Returns how many (datagram i is rx_buf[i], rx_len[i], rx_peer[i]),
+ * 0 on timeout.
+ */
+unsigned net_sock_rx(struct net_sock *s, unsigned timeout_us);
+
+/*
+ * The buffer for the next datagram to send (NET_SOCK_DGRAM bytes), sending
+ * the batch first when it is full. Commit it with net_sock_tx_commit.
+ */
+uint8_t *net_sock_tx_buf(struct net_sock *s);
+
+/* Queue the datagram written into the last net_sock_tx_buf for peer. */
+void net_sock_tx_commit(struct net_sock *s, size_t len, const struct net_addr *peer);
+
+/* Send every queued datagram (sendmmsg). Those not taken are counted in tx_dropped. */
+void net_sock_tx_drain(struct net_sock *s);
+
+/* Close the socket. Safe on one never opened (fd < 0). */
+void net_sock_close(struct net_sock *s);
+
 #endif /* SURGE_NET_H */

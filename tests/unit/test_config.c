@@ -809,12 +809,6 @@ static void test_errors(void **state)
 	         "skills[0].hours.utc_offset", "+14:01 is out of range -14:00..+14:00"},
 	        {ROUTER GW SK "    hours: {utc_offset: \"-15:00\"}\n", 7,
 	         "skills[0].hours.utc_offset", "-15:00 is out of range -14:00..+14:00"},
-	        {ROUTER GW SK "    hours: {utc_offset: \"+00:00\"}\n", 7,
-	         "skills[0].hours.utc_offset",
-	         "+00:00 cannot be configured: the dispatcher reads an offset of 0 as its "
-	         "default, +08:00"},
-	        {ROUTER GW SK "    hours: {utc_offset: \"-00:00\"}\n", 7,
-	         "skills[0].hours.utc_offset", "cannot be configured"},
 	        /* overflow */
 	        {ROUTER GW SK "    overflow: general\n", 7, "skills[0].overflow",
 	         "expected a list of {after_ms, to} steps, not a scalar"},

@@ -65,6 +65,8 @@ struct rec {
 	enum disp_error error;
 	char detail[128];
 	uint64_t ref;
+	enum disp_sla_kind sla;
+	uint64_t elapsed_ms;
 };
 
 static struct rec recs[MAX_RECS];
@@ -141,6 +143,8 @@ static void on_emit(void *ctx, const struct disp_out *o)
 	r->error = o->error;
 	cp(r->detail, sizeof(r->detail), o->detail);
 	r->ref = o->ref;
+	r->sla = o->sla;
+	r->elapsed_ms = o->elapsed_ms;
 }
 
 static void clear_recs(void)
@@ -396,7 +400,8 @@ static void test_open_queues_in_order(void **state)
 		assert_int_equal(nrec, 1);
 		assert_int_equal(recs[0].kind, DISP_OUT_QUEUED);
 		assert_int_equal(recs[0].position, i + 1);
-		assert_int_equal(recs[0].eta_ms, 0);
+		/* No agent online: one slot of the default 3-minute mean handling time. */
+		assert_int_equal(recs[0].eta_ms, (i + 1) * 180000u);
 	}
 	disp_stats_get(e, &st);
 	assert_int_equal(st.sessions_waiting, 3);
@@ -988,6 +993,7 @@ static void test_break_drain_and_bad_state(void **state)
 	login(e, GW_WB1, "alice", "presale", 2);
 	open_q(e, GW_WEB, 1, "presale", "q", 10);
 	s1 = sid_of(1);
+	login(e, GW_WB2, "bob", "presale", 2); /* a lone agent may not take a break */
 	clear_recs();
 	disp_agent_state(e, GW_WB1, S("alice"), DISP_AGENT_BREAK_REQUESTED, 20);
 	assert_int_equal(recs[0].state, DISP_AGENT_BREAK_REQUESTED);
@@ -1039,7 +1045,8 @@ static void test_gateway_down_requeues_front(void **state)
 	assert_int_equal(ag->session_id, s1);
 	assert_true(ag->transferred);
 	assert_string_equal(ag->question, "first question");
-	assert_int_equal(ag->waited_ms, 1000 - 10);
+	assert_int_equal(ag->waited_ms,
+	                 3000 - 1000); /* clock at 3000 (a message), opened at 1000 */
 	assert_int_equal(ag->nb_backlog, 2);
 	assert_string_equal(ag->backlog[0].text, "hello");
 	assert_int_equal(ag->backlog[0].sender, DISP_SIDE_CUSTOMER);
@@ -1134,9 +1141,14 @@ static void test_transfer_consent(void **state)
 	expect_error(disp_transfer(e, GW_WB1, sid, S("alice"), S("vip"), false, S("r"), 20), -EPERM,
 	             DISP_ERR_CONSENT_REQUIRED, sid);
 	clear_recs();
-	expect_error(disp_transfer(e, GW_WB1, sid, S("alice"), S("vip"), true, S("r"), 20),
-	             -EALREADY, DISP_ERR_INVALID_STATE, sid);
-	assert_string_equal(recs[0].detail, "transfer not supported yet");
+	assert_int_equal(disp_transfer(e, GW_WB1, sid, S("alice"), S("vip"), true, S("r"), 20), 0);
+	assert_int_equal(nrec, 2);
+	assert_int_equal(recs[0].kind, DISP_OUT_CLOSED);
+	assert_int_equal(recs[0].gw, GW_WB1);
+	assert_int_equal(recs[0].close_reason, DISP_CLOSE_TRANSFERRED);
+	assert_int_equal(recs[1].kind, DISP_OUT_QUEUED);
+	assert_int_equal(recs[1].gw, GW_WEB);
+	assert_int_equal(recs[1].position, 1);
 }
 
 static void test_too_many_agents(void **state)
@@ -1152,6 +1164,845 @@ static void test_too_many_agents(void **state)
 	expect_error(login(e, GW_WB1, "late", "presale", 1), -EBUSY, DISP_ERR_OVERLOADED, 0);
 	clear_recs();
 	assert_int_equal(login(e, GW_WB1, "a3", "vip", 1), 0); /* a known one is fine */
+}
+
+/* ---- v2 rules: helpers ---------------------------------------------------- */
+
+static struct disp_engine *make2(const struct disp_skill_conf *sk, uint32_t n, uint32_t hb_ms)
+{
+	struct disp_conf conf = {
+	        .skills = sk,
+	        .nb_skills = n,
+	        .max_agents = 32,
+	        .max_sessions = 512,
+	        .backlog_max = 8,
+	        .text_pool_bytes = 1 << 20,
+	        .heartbeat_timeout_ms = hb_ms,
+	        .seed = 7,
+	        .emit = on_emit,
+	};
+	struct disp_engine *e;
+
+	nrec = nemit = nerrors = 0;
+	record_light = false;
+	e = disp_create(&conf);
+	assert_non_null(e);
+	return e;
+}
+
+static void done2(struct disp_engine *e)
+{
+	assert_int_equal(disp_check_invariants(e), 0);
+	disp_destroy(e);
+}
+
+/* Log in with skills given as "name:level name:level". */
+static int login2(struct disp_engine *e, uint32_t gw, const char *id, const char *list,
+                  uint32_t cap, uint64_t now)
+{
+	static char buf[8][32];
+	struct disp_skill_level lv[8];
+	struct disp_login req = {
+	        .agent_id = S(id), .tenant = S(""), .skills = lv, .max_sessions = cap};
+	const char *p = list;
+
+	while (*p && req.nb_skills < 8) {
+		char *b = buf[req.nb_skills];
+		unsigned n = 0;
+
+		while (*p && *p != ':' && *p != ' ' && n < 31)
+			b[n++] = *p++;
+		b[n] = '\0';
+		lv[req.nb_skills].skill = S(b);
+		lv[req.nb_skills].level = 3;
+		if (*p == ':')
+			lv[req.nb_skills].level = (uint32_t)strtoul(p + 1, (char **)&p, 10);
+		while (*p == ' ')
+			p++;
+		req.nb_skills++;
+	}
+	return disp_agent_login(e, gw, &req, now);
+}
+
+static uint64_t open2(struct disp_engine *e, uint64_t ref, const char *skill, uint32_t prio,
+                      uint64_t now)
+{
+	struct disp_open req = {.open_ref = ref,
+	                        .customer_id = S("cust"),
+	                        .tenant = S(""),
+	                        .skill = S(skill),
+	                        .priority = prio,
+	                        .question = S("help")};
+
+	if (disp_session_open(e, GW_WEB, &req, now) != 0)
+		return 0;
+	return sid_of(ref);
+}
+
+/* The agent the last ASSIGNED (agent side) of session sid went to, or "". */
+static const char *assignee(uint64_t sid)
+{
+	const char *who = "";
+
+	for (unsigned i = 0; i < nrec; i++)
+		if (recs[i].kind == DISP_OUT_ASSIGNED && recs[i].to_agent &&
+		    (sid == 0 || recs[i].session_id == sid))
+			who = recs[i].agent_id;
+	return who;
+}
+
+static const struct rec *find_sla(enum disp_sla_kind kind)
+{
+	for (unsigned i = 0; i < nrec; i++)
+		if (recs[i].kind == DISP_OUT_SLA_ALERT && recs[i].sla == kind)
+			return &recs[i];
+	return NULL;
+}
+
+static unsigned count_sla(enum disp_sla_kind kind)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < nrec; i++)
+		n += recs[i].kind == DISP_OUT_SLA_ALERT && recs[i].sla == kind;
+	return n;
+}
+
+static int close2(struct disp_engine *e, uint32_t gw, uint64_t sid, const char *agent, uint64_t now)
+{
+	return disp_agent_close(e, gw, sid, S(agent), S("notes"), now);
+}
+
+/* ---- rule 1: strategies --------------------------------------------------- */
+
+static void test_strategy_longest_idle(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_LONGEST_IDLE}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	uint64_t s1;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 2, 100);
+	login2(e, GW_WB1, "b", "x", 2, 200);
+	clear_recs();
+	s1 = open2(e, 1, "x", 0, 300);
+	assert_string_equal(assignee(s1), "a"); /* idle since 100 */
+	close2(e, GW_WB1, s1, "a", 400);        /* a idle since 400 now */
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 2, "x", 0, 500)), "b");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 3, "x", 0, 600)), "a"); /* idle beats busy */
+	done2(e);
+}
+
+static void test_strategy_round_robin(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_ROUND_ROBIN}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	static const char *const want[] = {"a", "b", "c", "a", "b", "c"};
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 3, 100);
+	login2(e, GW_WB1, "b", "x", 3, 100);
+	login2(e, GW_WB1, "c", "x", 3, 100);
+	for (unsigned i = 0; i < 6; i++) {
+		clear_recs();
+		assert_string_equal(assignee(open2(e, i + 1, "x", 0, 200 + i)), want[i]);
+	}
+	done2(e);
+}
+
+static void test_strategy_best_skill(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_BEST_SKILL}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	static const char *const want[] = {"b", "c", "a"};
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x:2", 1, 100);
+	login2(e, GW_WB1, "b", "x:5", 1, 100);
+	login2(e, GW_WB1, "c", "x:4", 1, 100);
+	for (unsigned i = 0; i < 3; i++) {
+		clear_recs();
+		assert_string_equal(assignee(open2(e, i + 1, "x", 0, 200 + i)), want[i]);
+	}
+	done2(e);
+}
+
+static void test_strategy_fewest_today(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_FEWEST_TODAY}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	uint64_t s1;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	login2(e, GW_WB1, "b", "x", 2, 150);
+	clear_recs();
+	s1 = open2(e, 1, "x", 0, 200);
+	assert_string_equal(assignee(s1), "a");
+	close2(e, GW_WB1, s1, "a", 300);
+	clear_recs();
+	/* a is free but served one today; b none. */
+	assert_string_equal(assignee(open2(e, 2, "x", 0, 400)), "b");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 3, "x", 0, 500)), "a"); /* one each, a less loaded */
+	done2(e);
+}
+
+static void test_strategy_random(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_RANDOM}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	unsigned got[3] = {0};
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 200, 100);
+	login2(e, GW_WB1, "b", "x", 200, 100);
+	login2(e, GW_WB1, "c", "x", 200, 100);
+	for (unsigned i = 0; i < 300; i++) {
+		const char *who;
+
+		clear_recs();
+		who = assignee(open2(e, i + 1, "x", 0, 200 + i));
+		assert_true(who[0] >= 'a' && who[0] <= 'c');
+		got[who[0] - 'a']++;
+	}
+	for (unsigned i = 0; i < 3; i++)
+		assert_in_range(got[i], 60, 140);
+	done2(e);
+}
+
+/* ---- rule 2: fairness across an agent's skills ---------------------------- */
+
+static void test_fair_across_skills(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}, {.name = "y"}};
+	struct disp_engine *e = make2(sk, 2, 0);
+	uint64_t order[4];
+	uint64_t now = 500;
+
+	(void)state;
+	order[1] = open2(e, 1, "y", 0, 100);
+	order[2] = open2(e, 2, "x", 0, 200);
+	order[3] = open2(e, 3, "x", 0, 300);
+	order[0] = open2(e, 4, "y", 9, 400); /* the newest, but of a higher priority (9 -> 7) */
+	clear_recs();
+	login2(e, GW_WB1, "a", "x y", 1, now);
+	/* Priority first, then the longest waiting across both skills. */
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(recs[nrec - 1].kind, DISP_OUT_ASSIGNED);
+		assert_int_equal(recs[nrec - 2].session_id, order[i]);
+		assert_string_equal(assignee(order[i]), "a");
+		clear_recs();
+		close2(e, GW_WB1, order[i], "a", now += 10);
+	}
+	assert_int_equal(count_kind(DISP_OUT_ASSIGNED), 0);
+	done2(e);
+}
+
+/* ---- rule 1: position, ETA and their updates ------------------------------ */
+
+static void test_position_eta_updates(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .eta_step_ms = 1000}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	uint64_t s0, s[3];
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	s0 = open2(e, 1, "x", 0, 200);
+	for (unsigned i = 0; i < 3; i++) {
+		clear_recs();
+		s[i] = open2(e, 10 + i, "x", 0, 300 + i);
+		assert_int_equal(recs[0].position, i + 1);
+		/* one online slot, mean handling 180 s by default */
+		assert_int_equal(recs[0].eta_ms, (i + 1) * 180000u);
+	}
+	clear_recs();
+	disp_tick(e, 400); /* nothing moved since they were told */
+	assert_int_equal(count_kind(DISP_OUT_QUEUED), 0);
+	clear_recs();
+	close2(e, GW_WB1, s0, "a", 1000);
+	assert_string_equal(assignee(s[0]), "a");
+	assert_int_equal(count_kind(DISP_OUT_QUEUED), 0); /* lazily, on the tick */
+	clear_recs();
+	disp_tick(e, 1001);
+	assert_int_equal(count_kind(DISP_OUT_QUEUED), 2);
+	for (unsigned i = 0; i < nrec; i++) {
+		uint32_t pos = recs[i].session_id == s[1] ? 1 : 2;
+
+		assert_true(recs[i].session_id == s[1] || recs[i].session_id == s[2]);
+		assert_int_equal(recs[i].position, pos);
+		assert_int_equal(recs[i].gw, GW_WEB);
+		/* the mean handling time moved: 180000 - 180000/8 + 800/8 */
+		assert_int_equal(recs[i].eta_ms, pos * (180000u - 22500u + 100u));
+	}
+	clear_recs();
+	disp_tick(e, 1002);
+	assert_int_equal(count_kind(DISP_OUT_QUEUED), 0);
+	done2(e);
+}
+
+/* ---- rule 3: overflow, queue full, closed --------------------------------- */
+
+static void test_overflow_after_wait(void **state)
+{
+	struct disp_skill_conf sk[] = {
+	        {.name = "x", .nb_overflow = 1, .overflow = {{.after_ms = 5000, .to_skill = "y"}}},
+	        {.name = "y"}};
+	struct disp_engine *e = make2(sk, 2, 0);
+	uint64_t s1, s2, sy;
+
+	(void)state;
+	login2(e, GW_WB1, "b", "y", 1, 100);
+	clear_recs();
+	s1 = open2(e, 1, "x", 0, 1000);
+	assert_int_equal(recs[0].position, 1); /* y's agent is not offered x yet */
+	clear_recs();
+	disp_tick(e, 5999);
+	assert_int_equal(count_kind(DISP_OUT_ASSIGNED), 0);
+	disp_tick(e, 6000);
+	assert_string_equal(assignee(s1), "b");
+	/* b busy when the next one's step comes; it takes it when it frees. */
+	s2 = open2(e, 2, "x", 0, 7000);
+	sy = open2(e, 3, "y", 0, 8000);
+	clear_recs();
+	disp_tick(e, 13000);
+	assert_int_equal(count_kind(DISP_OUT_ASSIGNED), 0);
+	close2(e, GW_WB1, s1, "b", 13001);
+	assert_string_equal(assignee(s2), "b"); /* waited longer than y's own customer */
+	clear_recs();
+	close2(e, GW_WB1, s2, "b", 13002);
+	assert_string_equal(assignee(sy), "b");
+	done2(e);
+}
+
+static void test_queue_full_and_closed_leave_message(void **state)
+{
+	struct disp_skill_conf sk[] = {
+	        {.name = "x", .queue_capacity = 1},
+	        {.name = "h",
+	         .hours = {.open_min = 9 * 60, .close_min = 18 * 60, .utc_offset_min = 480}},
+	        {.name = "n",
+	         .hours = {.open_min = 22 * 60,
+	                   .close_min = 2 * 60,
+	                   .days = 1u << 1,
+	                   .utc_offset_min = 480}},
+	};
+	struct disp_engine *e = make2(sk, 3, 0);
+	struct disp_skill_figures f;
+	const uint64_t H = 3600000, D = 24 * H; /* day 0 (1970-01-01) is a Thursday */
+
+	(void)state;
+	open2(e, 1, "x", 0, 100);
+	clear_recs();
+	assert_int_equal(open2(e, 2, "x", 0, 200), 0);
+	assert_int_equal(nrec, 1);
+	assert_int_equal(recs[0].kind, DISP_OUT_BUSY);
+	assert_true(recs[0].leave_message);
+	assert_string_equal(recs[0].reason, "queue full");
+	assert_int_equal(disp_skill_figures_get(e, S("x"), &f, 300), 0);
+	assert_int_equal(f.left_message, 1);
+	assert_int_equal(f.offered, 1);
+
+	/* 9:00-18:00 at UTC+8: 11:00 UTC is 19:00 local (closed), 3:00 UTC 11:00 (open). */
+	disp_tick(e, 11 * H); /* x's customer's QUEUE_WAIT alert */
+	clear_recs();
+	assert_int_equal(open2(e, 3, "h", 0, 11 * H), 0);
+	assert_string_equal(recs[0].reason, "closed");
+	assert_true(recs[0].leave_message);
+	clear_recs();
+	assert_int_not_equal(open2(e, 4, "h", 0, D + 3 * H), 0);
+	disp_skill_figures_get(e, S("h"), &f, D + 3 * H);
+	assert_int_equal(f.left_message, 1);
+
+	/* 22:00-02:00 on Mondays (day 4 is Monday): Monday 23:00 and Tuesday 01:00 local
+	 * are open, Tuesday 23:00 and Wednesday 03:00 closed. Local = UTC + 8 h. */
+	clear_recs();
+	assert_int_not_equal(open2(e, 5, "n", 0, 4 * D + 23 * H - 8 * H), 0);
+	assert_int_not_equal(open2(e, 6, "n", 0, 5 * D + 1 * H - 8 * H), 0);
+	assert_int_equal(count_kind(DISP_OUT_BUSY), 0);
+	assert_int_equal(open2(e, 7, "n", 0, 5 * D + 23 * H - 8 * H), 0);
+	assert_int_equal(open2(e, 8, "n", 0, 6 * D + 3 * H - 8 * H), 0);
+	assert_int_equal(count_kind(DISP_OUT_BUSY), 2);
+	done2(e);
+}
+
+/* ---- rule 4: breaks -------------------------------------------------------- */
+
+/* n agents in x; how many of them get a break, asking one after the other. */
+static unsigned breaks_granted(unsigned n)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}};
+	struct disp_engine *e = make2(sk, 1, 0);
+	unsigned granted = 0;
+	char id[16];
+
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "a%u", i);
+		login2(e, GW_WB1, id, "x", 1, 100);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "a%u", i);
+		clear_recs();
+		assert_int_equal(
+		        disp_agent_state(e, GW_WB1, S(id), DISP_AGENT_BREAK_REQUESTED, 200), 0);
+		assert_int_equal(nrec, 1);
+		if (recs[0].granted) {
+			assert_int_equal(recs[0].state, DISP_AGENT_ON_BREAK);
+			granted++;
+		} else {
+			char want[96];
+
+			assert_int_equal(recs[0].state, DISP_AGENT_READY);
+			snprintf(want, sizeof(want),
+			         "break cap: %u of %u agents of x already on break", granted, n);
+			assert_string_equal(recs[0].reason, want);
+		}
+	}
+	done2(e);
+	return granted;
+}
+
+static void test_break_cap_edges(void **state)
+{
+	(void)state;
+	assert_int_equal(breaks_granted(1), 0); /* never empties a group */
+	assert_int_equal(breaks_granted(2), 1);
+	assert_int_equal(breaks_granted(4), 1); /* floor gives 0: at least one of 2+ */
+	assert_int_equal(breaks_granted(5), 1);
+	assert_int_equal(breaks_granted(6), 1);
+	assert_int_equal(breaks_granted(10), 2);
+	assert_int_equal(breaks_granted(15), 3);
+}
+
+static void test_break_cap_every_group(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}, {.name = "y"}};
+	struct disp_engine *e = make2(sk, 2, 0);
+	char id[16];
+
+	(void)state;
+	/* x: 5 agents, y: those 5 and 5 more. */
+	for (unsigned i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "a%u", i);
+		login2(e, GW_WB1, id, i < 5 ? "x y" : "y", 1, 100);
+	}
+	disp_agent_state(e, GW_WB1, S("a0"), DISP_AGENT_BREAK_REQUESTED, 200);
+	clear_recs();
+	/* y could take a second break (2 of 10), x not (1 of 5). */
+	disp_agent_state(e, GW_WB1, S("a1"), DISP_AGENT_BREAK_REQUESTED, 300);
+	assert_false(recs[0].granted);
+	assert_string_equal(recs[0].reason, "break cap: 1 of 5 agents of x already on break");
+	clear_recs();
+	disp_agent_state(e, GW_WB1, S("a7"), DISP_AGENT_BREAK_REQUESTED, 300);
+	assert_true(recs[0].granted);
+	clear_recs();
+	disp_agent_state(e, GW_WB1, S("a8"), DISP_AGENT_BREAK_REQUESTED, 300);
+	assert_false(recs[0].granted);
+	/* READY ends a break: room for another. */
+	disp_agent_state(e, GW_WB1, S("a0"), DISP_AGENT_READY, 400);
+	clear_recs();
+	disp_agent_state(e, GW_WB1, S("a1"), DISP_AGENT_BREAK_REQUESTED, 500);
+	assert_true(recs[0].granted);
+	done2(e);
+}
+
+static void test_break_drain_and_overrun(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .break_max_ms = 1000}};
+	struct disp_engine *e = make2(sk, 1, 1000000);
+	struct disp_agent_figures af;
+	uint64_t s1, s2;
+	const struct rec *r;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	login2(e, GW_WB2, "b", "x", 1, 100);
+	s1 = open2(e, 1, "x", 0, 200);
+	assert_string_equal(assignee(s1), "a");
+	clear_recs();
+	disp_agent_state(e, GW_WB1, S("a"), DISP_AGENT_BREAK_REQUESTED, 300);
+	assert_int_equal(recs[0].state, DISP_AGENT_BREAK_REQUESTED);
+	assert_true(recs[0].granted);
+	/* No new customer for a while it drains. */
+	clear_recs();
+	s2 = open2(e, 2, "x", 0, 400);
+	assert_string_equal(assignee(s2), "b");
+	clear_recs();
+	close2(e, GW_WB1, s1, "a", 500);
+	assert_int_equal(recs[nrec - 1].kind, DISP_OUT_AGENT_STATE);
+	assert_int_equal(recs[nrec - 1].state, DISP_AGENT_ON_BREAK);
+	assert_true(recs[nrec - 1].granted);
+	/* The clock runs from the grant (300). */
+	clear_recs();
+	disp_tick(e, 1299);
+	assert_null(find_sla(DISP_SLA_BREAK_OVERRUN));
+	disp_tick(e, 1300);
+	r = find_sla(DISP_SLA_BREAK_OVERRUN);
+	assert_non_null(r);
+	assert_int_equal(r->gw, GW_WB1);
+	assert_string_equal(r->agent_id, "a");
+	assert_string_equal(r->skill, "x");
+	clear_recs();
+	disp_tick(e, 100000);
+	assert_null(find_sla(DISP_SLA_BREAK_OVERRUN)); /* once */
+	disp_agent_figures_get(e, S("a"), &af, 100000);
+	assert_int_equal(af.sla_alerts[DISP_SLA_BREAK_OVERRUN], 1);
+	assert_int_equal(af.state, DISP_AGENT_ON_BREAK);
+	done2(e);
+}
+
+/* ---- rule 6: disconnect by heartbeat -------------------------------------- */
+
+static void test_heartbeat_disconnect_requeues_front(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}};
+	struct disp_engine *e = make2(sk, 1, 5000);
+	uint64_t s1, s2, sb;
+	const struct rec *ag = NULL;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 1000);
+	login2(e, GW_WB2, "b", "x", 1, 1000);
+	s1 = open2(e, 1, "x", 0, 1100);
+	sb = open2(e, 2, "x", 0, 1200);
+	assert_string_equal(assignee(s1), "a");
+	assert_string_equal(assignee(sb), "b");
+	disp_customer_message(e, GW_WEB, s1, 1, S("where is my parcel"), S(""), 1300);
+	disp_agent_message(e, GW_WB1, s1, S("a"), 2, S("checking"), S(""), false, 1400);
+	s2 = open2(e, 3, "x", 0, 2000); /* waits */
+	disp_agent_heartbeat(e, GW_WB2, S("b"), 4000);
+	clear_recs();
+	disp_tick(e, 6399);
+	assert_int_equal(nrec, 0);
+	disp_tick(e, 6400); /* a silent since 1400 */
+	assert_int_equal(nrec, 2);
+	assert_int_equal(recs[0].kind, DISP_OUT_QUEUED);
+	assert_int_equal(recs[0].gw, GW_WEB);
+	assert_int_equal(recs[0].session_id, s1);
+	assert_int_equal(recs[0].position, 1); /* in front of s2 */
+	/* and s2, who moved back, is told on the same tick */
+	assert_int_equal(recs[1].kind, DISP_OUT_QUEUED);
+	assert_int_equal(recs[1].session_id, s2);
+	assert_int_equal(recs[1].position, 2);
+	clear_recs();
+	close2(e, GW_WB2, sb, "b", 7000);
+	for (unsigned i = 0; i < nrec; i++)
+		if (recs[i].kind == DISP_OUT_ASSIGNED && recs[i].to_agent)
+			ag = &recs[i];
+	assert_non_null(ag);
+	assert_int_equal(ag->session_id, s1);
+	assert_string_equal(ag->agent_id, "b");
+	assert_true(ag->transferred);
+	assert_int_equal(ag->waited_ms, 7000 - 1100);
+	assert_int_equal(ag->nb_backlog, 2);
+	assert_string_equal(ag->backlog[0].text, "where is my parcel");
+	assert_string_equal(ag->backlog[1].text, "checking");
+	assert_string_equal(ag->backlog[1].agent_id, "a");
+	done2(e);
+}
+
+/* ---- rule 7: transfer ------------------------------------------------------ */
+
+static void test_transfer_with_backlog(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}, {.name = "expert"}};
+	struct disp_engine *e = make2(sk, 2, 0);
+	struct disp_skill_figures f;
+	struct disp_agent_figures af;
+	const struct rec *ag = NULL;
+	uint64_t s1;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	login2(e, GW_WB2, "b", "expert", 1, 100);
+	s1 = open2(e, 1, "x", 0, 200);
+	disp_customer_message(e, GW_WEB, s1, 1, S("refund?"), S(""), 300);
+	clear_recs();
+	expect_error(disp_transfer(e, GW_WB1, s1, S("a"), S("expert"), false, S("r"), 400), -EPERM,
+	             DISP_ERR_CONSENT_REQUIRED, s1);
+	clear_recs();
+	expect_error(disp_transfer(e, GW_WB1, s1, S("a"), S("nope"), true, S("r"), 400), -EINVAL,
+	             DISP_ERR_UNKNOWN_SKILL, s1);
+	clear_recs();
+	expect_error(disp_transfer(e, GW_WB2, s1, S("b"), S("x"), true, S("r"), 400), -EPERM,
+	             DISP_ERR_FORBIDDEN, s1);
+	clear_recs();
+	assert_int_equal(disp_transfer(e, GW_WB1, s1, S("a"), S("expert"), true, S("r"), 500), 0);
+	assert_int_equal(recs[0].kind, DISP_OUT_CLOSED);
+	assert_int_equal(recs[0].gw, GW_WB1);
+	assert_int_equal(recs[0].close_reason, DISP_CLOSE_TRANSFERRED);
+	assert_int_equal(recs[1].kind, DISP_OUT_QUEUED);
+	assert_int_equal(recs[1].gw, GW_WEB);
+	for (unsigned i = 0; i < nrec; i++)
+		if (recs[i].kind == DISP_OUT_ASSIGNED && recs[i].to_agent)
+			ag = &recs[i];
+	assert_non_null(ag);
+	assert_string_equal(ag->agent_id, "b");
+	assert_string_equal(ag->skill, "expert");
+	assert_true(ag->transferred);
+	assert_int_equal(ag->nb_backlog, 1);
+	assert_string_equal(ag->backlog[0].text, "refund?");
+	disp_skill_figures_get(e, S("x"), &f, 600);
+	assert_int_equal(f.transferred_out, 1);
+	assert_int_equal(f.served, 0);
+	disp_agent_figures_get(e, S("a"), &af, 600);
+	assert_int_equal(af.transferred, 1);
+	assert_int_equal(af.load, 0);
+	done2(e);
+}
+
+/* ---- rule 8: service-level clocks ----------------------------------------- */
+
+static void test_sla_first_response_and_reply(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x",
+	                                .first_response_ms = 1000,
+	                                .reply_overdue_ms = 2000,
+	                                .hold_max_ms = 3000}};
+	struct disp_engine *e = make2(sk, 1, 100000);
+	struct disp_skill_figures f;
+	const struct rec *r;
+	uint64_t s1;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	s1 = open2(e, 1, "x", 0, 1000);
+	clear_recs();
+	disp_tick(e, 1999);
+	assert_null(find_sla(DISP_SLA_FIRST_RESPONSE));
+	disp_tick(e, 2000);
+	r = find_sla(DISP_SLA_FIRST_RESPONSE);
+	assert_non_null(r);
+	assert_int_equal(r->gw, GW_WB1);
+	assert_int_equal(r->session_id, s1);
+	assert_string_equal(r->agent_id, "a");
+	disp_tick(e, 9000);
+	assert_int_equal(count_sla(DISP_SLA_FIRST_RESPONSE), 1);
+
+	/* REPLY_OVERDUE from the oldest unanswered customer message. */
+	disp_agent_message(e, GW_WB1, s1, S("a"), 1, S("hi"), S(""), false, 10000);
+	disp_customer_message(e, GW_WEB, s1, 2, S("q1"), S(""), 11000);
+	disp_customer_message(e, GW_WEB, s1, 3, S("q2"), S(""), 12000);
+	clear_recs();
+	disp_tick(e, 12999);
+	assert_null(find_sla(DISP_SLA_REPLY_OVERDUE));
+	disp_tick(e, 13000);
+	assert_int_equal(count_sla(DISP_SLA_REPLY_OVERDUE), 1);
+	disp_tick(e, 20000);
+	assert_int_equal(count_sla(DISP_SLA_REPLY_OVERDUE), 1);
+	/* Answered; a new question is a new episode. */
+	disp_agent_message(e, GW_WB1, s1, S("a"), 4, S("done"), S(""), false, 21000);
+	disp_customer_message(e, GW_WEB, s1, 5, S("q3"), S(""), 22000);
+	disp_agent_message(e, GW_WB1, s1, S("a"), 6, S("ok"), S(""), false, 23000);
+	disp_tick(e, 30000);
+	assert_int_equal(count_sla(DISP_SLA_REPLY_OVERDUE), 1); /* answered in time */
+
+	/* HOLD_OVERDUE: a "please wait" longer than 3000. */
+	clear_recs();
+	disp_agent_message(e, GW_WB1, s1, S("a"), 7, S("wait"), S(""), true, 31000);
+	disp_agent_message(e, GW_WB1, s1, S("a"), 8, S("still"), S(""), true, 32000);
+	disp_tick(e, 33999);
+	assert_null(find_sla(DISP_SLA_HOLD_OVERDUE));
+	disp_tick(e, 34000);
+	r = find_sla(DISP_SLA_HOLD_OVERDUE);
+	assert_non_null(r);
+	assert_int_equal(r->elapsed_ms, 3000);
+	disp_agent_message(e, GW_WB1, s1, S("a"), 9, S("back"), S(""), false, 35000);
+	disp_tick(e, 50000);
+	assert_int_equal(count_sla(DISP_SLA_HOLD_OVERDUE), 1);
+	disp_skill_figures_get(e, S("x"), &f, 50000);
+	assert_int_equal(f.sla_alerts[DISP_SLA_FIRST_RESPONSE], 1);
+	assert_int_equal(f.sla_alerts[DISP_SLA_REPLY_OVERDUE], 1);
+	assert_int_equal(f.sla_alerts[DISP_SLA_HOLD_OVERDUE], 1);
+	done2(e);
+}
+
+static void test_sla_queue_wait_and_idle(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .sla_answer_ms = 1000},
+	                               {.name = "y", .idle_alert_ms = 5000}};
+	struct disp_engine *e = make2(sk, 2, 1000000);
+	const struct rec *r;
+	struct disp_skill_figures f;
+	uint64_t s1;
+
+	(void)state;
+	s1 = open2(e, 1, "x", 0, 1000);
+	clear_recs();
+	disp_tick(e, 1999);
+	assert_null(find_sla(DISP_SLA_QUEUE_WAIT));
+	disp_tick(e, 2000);
+	r = find_sla(DISP_SLA_QUEUE_WAIT);
+	assert_non_null(r);
+	assert_int_equal(r->gw, GW_WEB); /* to the customer's gateway */
+	assert_int_equal(r->session_id, s1);
+	assert_int_equal(r->elapsed_ms, 1000);
+	assert_string_equal(r->skill, "x");
+	disp_tick(e, 5000);
+	assert_int_equal(count_sla(DISP_SLA_QUEUE_WAIT), 1);
+	/* Served late: counts against the service level. */
+	login2(e, GW_WB1, "a", "x", 1, 6000);
+	disp_skill_figures_get(e, S("x"), &f, 6000);
+	assert_int_equal(f.answered, 1);
+	assert_int_equal(f.answered_in_target, 0);
+
+	/* IDLE_NO_INFLOW: y's agent READY with room, nothing for 5 s; once. */
+	clear_recs();
+	login2(e, GW_WB2, "b", "y", 2, 10000);
+	disp_tick(e, 14999);
+	assert_null(find_sla(DISP_SLA_IDLE_NO_INFLOW));
+	disp_tick(e, 15000);
+	r = find_sla(DISP_SLA_IDLE_NO_INFLOW);
+	assert_non_null(r);
+	assert_int_equal(r->gw, GW_WB2);
+	assert_string_equal(r->agent_id, "b");
+	disp_tick(e, 40000);
+	assert_int_equal(count_sla(DISP_SLA_IDLE_NO_INFLOW), 1);
+	/* An assignment re-arms it. */
+	open2(e, 2, "y", 0, 41000);
+	clear_recs();
+	disp_tick(e, 45999);
+	assert_null(find_sla(DISP_SLA_IDLE_NO_INFLOW));
+	disp_tick(e, 46000);
+	assert_non_null(find_sla(DISP_SLA_IDLE_NO_INFLOW));
+	done2(e);
+}
+
+static void test_reroute_unanswered(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .reroute_ms = 2000}};
+	struct disp_engine *e = make2(sk, 1, 1000000);
+	const struct rec *ag = NULL;
+	uint64_t s1;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	s1 = open2(e, 1, "x", 0, 1000);
+	assert_string_equal(assignee(s1), "a");
+	login2(e, GW_WB2, "b", "x", 1, 1500);
+	disp_customer_message(e, GW_WEB, s1, 1, S("hello?"), S(""), 1600);
+	clear_recs();
+	disp_tick(e, 2999);
+	assert_int_equal(nrec, 0);
+	disp_tick(e, 3000);
+	assert_int_equal(recs[0].kind, DISP_OUT_CLOSED);
+	assert_int_equal(recs[0].gw, GW_WB1);
+	assert_int_equal(recs[0].close_reason, DISP_CLOSE_REROUTED);
+	assert_int_equal(recs[1].kind, DISP_OUT_QUEUED);
+	assert_int_equal(recs[1].gw, GW_WEB);
+	for (unsigned i = 0; i < nrec; i++)
+		if (recs[i].kind == DISP_OUT_ASSIGNED && recs[i].to_agent)
+			ag = &recs[i];
+	assert_non_null(ag);
+	assert_string_equal(ag->agent_id, "b");
+	assert_true(ag->transferred);
+	assert_int_equal(ag->nb_backlog, 1);
+	done2(e);
+}
+
+/* ---- rule 9: wrap-up ------------------------------------------------------ */
+
+static void test_wrap_up_keeps_slot(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .wrap_up_ms = 5000}};
+	struct disp_engine *e = make2(sk, 1, 1000000);
+	uint64_t s1, s2, s3;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 1, 100);
+	s1 = open2(e, 1, "x", 0, 1000);
+	s2 = open2(e, 2, "x", 0, 1100);
+	clear_recs();
+	disp_session_end(e, GW_WEB, s1, 1, false, S(""), 2000);
+	assert_int_equal(count_kind(DISP_OUT_CLOSED), 2);
+	assert_int_equal(count_kind(DISP_OUT_ASSIGNED), 0); /* slot still busy */
+	clear_recs();
+	expect_error(disp_customer_message(e, GW_WEB, s1, 1, S("x"), S(""), 2100), -EINVAL,
+	             DISP_ERR_UNKNOWN_SESSION, s1);
+	/* The notes free the slot. */
+	clear_recs();
+	assert_int_equal(close2(e, GW_WB1, s1, "a", 3000), 0);
+	assert_string_equal(assignee(s2), "a");
+	/* Or the wrap-up time passing does. */
+	s3 = open2(e, 3, "x", 0, 3100);
+	disp_session_end(e, GW_WEB, s2, 1, false, S(""), 4000);
+	clear_recs();
+	disp_tick(e, 8999);
+	assert_int_equal(count_kind(DISP_OUT_ASSIGNED), 0);
+	disp_tick(e, 9000);
+	assert_string_equal(assignee(s3), "a");
+	/* Late notes for the wrapped-up session are still accepted. */
+	clear_recs();
+	assert_int_equal(close2(e, GW_WB1, s2, "a", 9100), 0);
+	assert_int_equal(nrec, 0);
+	done2(e);
+}
+
+/* ---- rule 10: figures on a small scripted day ----------------------------- */
+
+static void test_figures_scripted_day(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x", .sla_answer_ms = 60000}};
+	struct disp_engine *e = make2(sk, 1, 100000000);
+	const uint64_t M = 60000, T0 = 1000000;
+	struct disp_agent_figures af;
+	struct disp_skill_figures f;
+	uint64_t s[4];
+	uint64_t fig_total = 0;
+
+	(void)state;
+	/* Two customers wait before anyone is there. */
+	s[0] = open2(e, 1, "x", 0, T0);
+	s[1] = open2(e, 2, "x", 0, T0 + 30 * 1000);
+	disp_skill_figures_get(e, S("x"), &f, T0 + 50 * 1000);
+	assert_int_equal(f.longest_wait_ms, 50 * 1000);
+	assert_int_equal(f.waiting, 2);
+	/* The agent comes at +2 min: s0 waited 2 min (late), s1 1.5 min (late). */
+	login2(e, GW_WB1, "a", "x", 2, T0 + 2 * M);
+	disp_agent_message(e, GW_WB1, s[0], S("a"), 1, S("hi"), S(""), false, T0 + 2 * M + 500);
+	close2(e, GW_WB1, s[0], "a", T0 + 10 * M);
+	disp_session_end(e, GW_WEB, s[1], 1, false, S(""), T0 + 20 * M);
+	/* Idle 20..30, then two quick ones, answered at once. */
+	s[2] = open2(e, 3, "x", 0, T0 + 30 * M);
+	s[3] = open2(e, 4, "x", 0, T0 + 30 * M);
+	disp_session_end(e, GW_WEB, s[2], 3, true, S(""), T0 + 40 * M);
+	disp_session_end(e, GW_WEB, s[3], 1, false, S(""), T0 + 50 * M);
+	/* A break (two agents so that it is allowed) of 5 minutes, then the hour ends. */
+	login2(e, GW_WB2, "b", "x", 1, T0 + 50 * M);
+	disp_agent_state(e, GW_WB1, S("a"), DISP_AGENT_BREAK_REQUESTED, T0 + 50 * M);
+	disp_agent_state(e, GW_WB1, S("a"), DISP_AGENT_READY, T0 + 55 * M);
+
+	assert_int_equal(disp_agent_figures_get(e, S("a"), &af, T0 + 62 * M), 0);
+	assert_int_equal(af.online_ms, 60 * M);
+	assert_int_equal(af.serving_ms, 18 * M + 20 * M);
+	assert_int_equal(af.break_ms, 5 * M);
+	assert_int_equal(af.ready_idle_ms, 10 * M + 7 * M);
+	assert_int_equal(af.served, 4);
+	assert_int_equal(af.customers_per_hour, 4);
+	assert_int_equal(af.service_ratio_pct, (38 + 17) * 100 / 60);
+	assert_int_equal(af.agent_closed, 1);
+	assert_int_equal(af.complaints, 1);
+	assert_int_equal(af.ratings[1], 2);
+	for (unsigned i = 0; i < DISP_HIST_BUCKETS; i++)
+		fig_total += af.handling_ms[i];
+	assert_int_equal(fig_total, 4);
+	assert_int_equal(af.first_response_ms[9], 1); /* 500 ms: bucket [256, 512) */
+
+	assert_int_equal(disp_skill_figures_get(e, S("x"), &f, T0 + 62 * M), 0);
+	assert_int_equal(f.offered, 4);
+	assert_int_equal(f.answered, 4);
+	assert_int_equal(f.answered_in_target, 2); /* service level 50% */
+	assert_int_equal(f.served, 4);
+	assert_int_equal(f.agent_closed, 1);
+	assert_int_equal(f.waiting, 0);
+	assert_int_equal(f.agents_online, 2);
+	assert_int_equal(f.agents_ready, 2);
+	assert_int_equal(f.agents_on_break, 0);
+	assert_true(disp_footprint(e) > 0);
+	done2(e);
 }
 
 /* ---- randomized ----------------------------------------------------------- */
@@ -1324,6 +2175,11 @@ static void test_random_invariants(void **state)
 			sid ^= 1ull << (32 + rnd(2)); /* a stale or forged generation */
 		snprintf(agent, sizeof(agent), "ag%d", ai);
 		now += rnd(50);
+		/* Timers due now fire here, so that the request below causes only its own answers.
+		 */
+		disp_tick(e, now);
+		emits0 = nemit;
+		err0 = nerrors;
 		disp_stats_get(e, &before);
 		busy0 = (unsigned)before.sessions_busy;
 
@@ -1467,6 +2323,25 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_relogin_other_gateway, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_transfer_consent, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_too_many_agents, setup, teardown),
+	        cmocka_unit_test(test_strategy_longest_idle),
+	        cmocka_unit_test(test_strategy_round_robin),
+	        cmocka_unit_test(test_strategy_best_skill),
+	        cmocka_unit_test(test_strategy_fewest_today),
+	        cmocka_unit_test(test_strategy_random),
+	        cmocka_unit_test(test_fair_across_skills),
+	        cmocka_unit_test(test_position_eta_updates),
+	        cmocka_unit_test(test_overflow_after_wait),
+	        cmocka_unit_test(test_queue_full_and_closed_leave_message),
+	        cmocka_unit_test(test_break_cap_edges),
+	        cmocka_unit_test(test_break_cap_every_group),
+	        cmocka_unit_test(test_break_drain_and_overrun),
+	        cmocka_unit_test(test_heartbeat_disconnect_requeues_front),
+	        cmocka_unit_test(test_transfer_with_backlog),
+	        cmocka_unit_test(test_sla_first_response_and_reply),
+	        cmocka_unit_test(test_sla_queue_wait_and_idle),
+	        cmocka_unit_test(test_reroute_unanswered),
+	        cmocka_unit_test(test_wrap_up_keeps_slot),
+	        cmocka_unit_test(test_figures_scripted_day),
 	        cmocka_unit_test(test_random_invariants),
 	};
 
