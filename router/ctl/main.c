@@ -145,6 +145,10 @@ static void usage(FILE *out)
 	        "options:\n"
 	        "  -c, --config FILE   YAML configuration (see docs/configuration.md); required\n"
 	        "      --check         validate the configuration, print a summary and exit\n"
+	        "      --io KIND       dpdk (default): serve on the DPDK port; kernel: serve on a\n"
+	        "                      kernel UDP socket bound to router.address:router.port\n"
+	        "                      (no EAL; where DPDK cannot run, and the baseline that\n"
+	        "                      make bench measures DPDK against)\n"
 	        "  -h, --help          this text, then every configuration key\n"
 	        "  -V, --version       print the version and exit\n"
 	        "\n"
@@ -212,11 +216,9 @@ static int serve_kernel(const struct ctl_config *cfg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"config", required_argument, NULL, 'c'},
-	        {"check", no_argument, NULL, 'k'},
-	        {"help", no_argument, NULL, 'h'},
-	        {"version", no_argument, NULL, 'V'},
-	        {NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
+	        {"io", required_argument, NULL, 'i'},     {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
 	};
 	static struct ctl_config cfg;
 	static struct run run;
