@@ -377,7 +377,8 @@ static void test_every_key_lands(void **state)
 	        "     hours: {days: [wed], utc_offset: \"+14:00\"}}\n"
 	        "  - {name: third, strategy: best-skill, break_cap_pct: 1,\n"
 	        "     hours: {open: \"08:30\", close: \"17:45\", utc_offset: \"-03:30\"}}\n"
-	        "  - {name: fourth, strategy: fewest-today, hours: {open: 09:00, close: 09:00},\n"
+	        "  - {name: fourth, strategy: fewest-today,\n"
+	        "     hours: {open: 09:00, close: 09:00, utc_offset: \"+00:00\"},\n"
 	        "     overflow: [{after_ms: 5000, to: third}]}\n"
 	        "  - {name: fifth, strategy: random, reroute_ms: 0, hours: ~, overflow: []}\n";
 	const struct disp_skill_conf *sk;
@@ -489,6 +490,7 @@ static void test_every_key_lands(void **state)
 
 	sk = &cfg.skills[3];
 	assert_int_equal(sk->strategy, DISP_STRATEGY_FEWEST_TODAY);
+	assert_int_equal(sk->hours.utc_offset_min, 0); /* UTC, not the +08:00 default */
 	assert_int_equal(sk->hours.open_min, 9 * 60);
 	assert_int_equal(sk->hours.close_min, 9 * 60);
 	assert_int_equal(sk->nb_overflow, 1);
