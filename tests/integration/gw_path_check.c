@@ -21,12 +21,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "itest.h"
 
 #define NB_AGENTS   3u
 #define CAPACITY    2u
@@ -34,7 +34,6 @@
 #define NB_ASSIGNED (NB_AGENTS * CAPACITY)
 #define NB_MSGS     20u
 #define NB_HELD     5u /* of them sent while the session is queued */
-#define WAIT_NS     5000000000ull
 #define NONE        (-1)
 #define MAX_ERRORS  32u
 #define LONG_REF    0x7700000001ull /* msg_id of the 201-character agent message */
@@ -74,24 +73,6 @@ struct state {
 	char edge_text[201 * 3 + 1], long_text[201 * 3 + 1];
 };
 
-static unsigned passed, failed;
-
-__attribute__((format(printf, 2, 3))) static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s - ", ok ? "ok" : "not ok");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
-
 static void customer_text(char *buf, size_t len, unsigned s, unsigned k)
 {
 	snprintf(buf, len, "customer %u message %u: 我的订单在哪里?", s, k);
@@ -130,18 +111,11 @@ static int agent_by_id(const struct state *st, const char *id)
 
 static void send_answer(struct state *st, int s, unsigned k)
 {
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__AgentMessage m = SURGE__V1__AGENT_MESSAGE__INIT;
 	char text[128];
 
 	answer_text(text, sizeof(text), (unsigned)s, k);
-	m.session_id = st->s[s].id;
-	m.agent_id = st->agent_ids[st->s[s].agent];
-	m.msg_id = answer_msg_id((unsigned)s, k);
-	m.text = text;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE;
-	env.agent_message = &m;
-	if (gw_add(st->agw, &env) < 0)
+	if (itest_agent_says(st->agw, st->s[s].id, st->agent_ids[st->s[s].agent],
+	                     answer_msg_id((unsigned)s, k), text, false) < 0)
 		st->unexpected++;
 }
 
@@ -296,35 +270,42 @@ static void on_envelope(struct gw_client *c, const Surge__V1__Envelope *env, uin
 
 static void pump(struct state *st, uint64_t wait_ns)
 {
-	struct gw_client *cs[2] = {st->cgw, st->agw};
-
-	gw_poll_set(cs, 2, wait_ns, on_envelope, st);
-	gw_flush(st->cgw);
-	gw_flush(st->agw);
+	itest_pump2(st->cgw, st->agw, wait_ns, on_envelope, st);
 }
 
-/* Pump until done(st) (at most WAIT_NS); returns whether it happened. */
+static void pump_1ms(void *st)
+{
+	pump(st, 1000000);
+}
+
+/* A condition on the state for wait_until(), with its argument. */
+struct until {
+	const struct state *st;
+	bool (*done)(const struct state *, int);
+	int arg;
+};
+
+static bool until_done(void *ctx)
+{
+	const struct until *u = ctx;
+
+	return u->done(u->st, u->arg);
+}
+
+/* Pump until done(st, arg) (at most ITEST_WAIT_NS); returns whether it happened. */
 static bool wait_until(struct state *st, bool (*done)(const struct state *, int), int arg)
 {
-	uint64_t end = gw_now_ns() + WAIT_NS;
+	struct until u = {st, done, arg};
 
 	gw_flush(st->cgw);
 	gw_flush(st->agw);
-	while (!done(st, arg)) {
-		if (gw_now_ns() >= end)
-			return false;
-		pump(st, 1000000);
-	}
-	return true;
+	return itest_wait(until_done, &u, pump_1ms, st);
 }
 
 /* Pump for ms milliseconds, to catch anything late (duplicates, strays). */
 static void settle(struct state *st, unsigned ms)
 {
-	uint64_t end = gw_now_ns() + (uint64_t)ms * 1000000u;
-
-	while (gw_now_ns() < end)
-		pump(st, 1000000);
+	itest_settle(ms, pump_1ms, st);
 }
 
 static bool all_ready(const struct state *st, int arg)
@@ -393,10 +374,9 @@ static bool all_closed(const struct state *st, int arg)
 	return true;
 }
 
-static void add(struct state *st, struct gw_client *c, Surge__V1__Envelope *env)
+/* rc of a request: one the gateway refused to queue spoils the run. */
+static void added(struct state *st, int rc)
 {
-	int rc = gw_add(c, env);
-
 	if (rc < 0) {
 		printf("# gw_add: %s\n", strerror(-rc));
 		st->unexpected++;
@@ -405,14 +385,7 @@ static void add(struct state *st, struct gw_client *c, Surge__V1__Envelope *env)
 
 static void end_session(struct state *st, int s)
 {
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__SessionEnd e = SURGE__V1__SESSION_END__INIT;
-
-	e.session_id = st->s[s].id;
-	e.rating = SURGE__V1__RATING__SATISFIED;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_SESSION_END;
-	env.session_end = &e;
-	add(st, st->cgw, &env);
+	added(st, itest_end(st->cgw, st->s[s].id, SURGE__V1__RATING__SATISFIED));
 	gw_flush(st->cgw);
 }
 
@@ -426,8 +399,6 @@ static bool held_answered(const struct state *st, int s)
 
 static void check_handover(struct state *st, int ended, int queued)
 {
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__CustomerMessage cm = SURGE__V1__CUSTOMER_MESSAGE__INIT;
 	int agent = st->s[ended].agent;
 	unsigned wrong = 0;
 	char text[128];
@@ -448,14 +419,10 @@ static void check_handover(struct state *st, int ended, int queued)
 	      st->s[queued].in_backlog, st->s[queued].as_deliver);
 
 	/* the rest of the conversation flows live */
-	cm.text = text;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE;
-	env.customer_message = &cm;
 	for (unsigned k = NB_HELD; k < NB_MSGS; k++) {
-		cm.session_id = st->s[queued].id;
-		cm.msg_id = customer_msg_id((unsigned)queued, k);
 		customer_text(text, sizeof(text), (unsigned)queued, k);
-		add(st, st->cgw, &env);
+		added(st, itest_customer_says(st->cgw, st->s[queued].id,
+		                              customer_msg_id((unsigned)queued, k), text));
 	}
 	check(wait_until(st, assigned_and_answered, queued),
 	      "session %d: the other %u messages delivered and answered", queued,
@@ -470,29 +437,14 @@ static void check_handover(struct state *st, int ended, int queued)
 
 static int run(struct state *st)
 {
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__AgentLogin l = SURGE__V1__AGENT_LOGIN__INIT;
-	Surge__V1__SkillLevel sk = SURGE__V1__SKILL_LEVEL__INIT, *skills[1] = {&sk};
-	Surge__V1__SessionOpen op = SURGE__V1__SESSION_OPEN__INIT;
-	Surge__V1__CustomerMessage cm = SURGE__V1__CUSTOMER_MESSAGE__INIT;
-	Surge__V1__AgentMessage am = SURGE__V1__AGENT_MESSAGE__INIT;
-	Surge__V1__AgentState as = SURGE__V1__AGENT_STATE__INIT;
 	unsigned per_agent[NB_AGENTS] = {0}, wrong = 0, n;
 	char cid[32], question[64], text[128];
 	bool ok;
 
 	/* 1. agents */
-	sk.skill = "general";
-	sk.level = 3;
-	l.skills = skills;
-	l.n_skills = 1;
-	l.max_sessions = CAPACITY;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_LOGIN;
-	env.agent_login = &l;
 	for (unsigned a = 0; a < NB_AGENTS; a++) {
 		snprintf(st->agent_ids[a], sizeof(st->agent_ids[a]), "path-agent-%u", a);
-		l.agent_id = st->agent_ids[a];
-		add(st, st->agw, &env);
+		added(st, itest_login(st->agw, st->agent_ids[a], "general", CAPACITY));
 	}
 	ok = wait_until(st, all_ready, 0);
 	check(ok, "3 agents answered AgentLogin");
@@ -501,17 +453,11 @@ static int run(struct state *st)
 	check(st->ready[0] && st->ready[1] && st->ready[2], "3 agents READY and granted");
 
 	/* 2. sessions, all in one frame: the first 6 are assigned, then positions 1 and 2 */
-	op.skill = "general";
-	op.channel = SURGE__V1__CHANNEL__WEB;
-	op.customer_id = cid;
-	op.question = question;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_SESSION_OPEN;
-	env.session_open = &op;
 	for (unsigned s = 0; s < NB_SESSIONS; s++) {
 		snprintf(cid, sizeof(cid), "path-customer-%u", s);
 		snprintf(question, sizeof(question), "question of customer %u", s);
-		op.open_ref = s + 1;
-		add(st, st->cgw, &env);
+		added(st, itest_open(st->cgw, s + 1, cid, "general", SURGE__V1__CHANNEL__WEB,
+		                     question));
 	}
 	ok = wait_until(st, opened, 0);
 	check(ok, "8 sessions queued, 6 assigned on both sides");
@@ -535,17 +481,13 @@ static int run(struct state *st)
 	      "each agent holds 2 sessions (%u, %u, %u)", per_agent[0], per_agent[1], per_agent[2]);
 
 	/* 3. 20 messages per customer, the queued ones included; agents answer each */
-	cm.text = text;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE;
-	env.customer_message = &cm;
 	for (unsigned k = 0; k < NB_MSGS; k++) {
 		for (unsigned s = 0; s < NB_SESSIONS; s++) {
 			if (s >= NB_ASSIGNED && k >= NB_HELD)
 				continue;
-			cm.session_id = st->s[s].id;
-			cm.msg_id = customer_msg_id(s, k);
 			customer_text(text, sizeof(text), s, k);
-			add(st, st->cgw, &env);
+			added(st, itest_customer_says(st->cgw, st->s[s].id, customer_msg_id(s, k),
+			                              text));
 		}
 		if (k % 5 == 4)
 			pump(st, 0);
@@ -572,16 +514,10 @@ static int run(struct state *st)
 		strcat(st->long_text, "客");
 	for (unsigned i = 0; i < 200; i++)
 		strcat(st->edge_text, "客");
-	am.session_id = st->s[0].id;
-	am.agent_id = st->agent_ids[st->s[0].agent];
-	am.msg_id = LONG_REF;
-	am.text = st->long_text;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE;
-	env.agent_message = &am;
-	add(st, st->agw, &env);
-	am.msg_id = EDGE_REF;
-	am.text = st->edge_text;
-	add(st, st->agw, &env);
+	added(st, itest_agent_says(st->agw, st->s[0].id, st->agent_ids[st->s[0].agent], LONG_REF,
+	                           st->long_text, false));
+	added(st, itest_agent_says(st->agw, st->s[0].id, st->agent_ids[st->s[0].agent], EDGE_REF,
+	                           st->edge_text, false));
 	check(wait_until(st, edge_done, 0), "a 200-character agent message is delivered");
 	settle(st, 100);
 	n = 0;
@@ -608,13 +544,9 @@ static int run(struct state *st)
 	check(wrong == 0, "all closed as CUSTOMER_ENDED");
 
 	/* agents leave; then nothing late or doubled may show up */
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_STATE;
-	env.agent_state = &as;
-	as.state = SURGE__V1__AGENT_STATE_KIND__OFFLINE_REQUESTED;
-	for (unsigned a = 0; a < NB_AGENTS; a++) {
-		as.agent_id = st->agent_ids[a];
-		add(st, st->agw, &env);
-	}
+	for (unsigned a = 0; a < NB_AGENTS; a++)
+		added(st, itest_agent_state(st->agw, st->agent_ids[a],
+		                            SURGE__V1__AGENT_STATE_KIND__OFFLINE_REQUESTED));
 	gw_flush(st->agw);
 	settle(st, 300);
 	wrong = 0;
@@ -643,49 +575,35 @@ static int run(struct state *st)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"router", required_argument, NULL, 'r'},
-	        {"customer-gw", required_argument, NULL, 'c'},
-	        {"agent-gw", required_argument, NULL, 'a'},
-	        {"bind", required_argument, NULL, 'b'},
+	        ITEST_OPT_ROUTER,   ITEST_OPT_CUSTOMER_GW,
+	        ITEST_OPT_AGENT_GW, {"bind", required_argument, NULL, 'b'},
 	        {NULL, 0, NULL, 0},
 	};
 	static struct state st;
-	struct sockaddr_in router, local;
-	bool have_router = false, have_local = false;
-	uint32_t cgw = 1, agw = 2;
-	int c;
+	struct itest_args args = {.cgw = 1, .agw = 2};
+	struct sockaddr_in local;
+	bool have_local = false;
+	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'r':
-			have_router = gw_parse_addr(optarg, GW_DEFAULT_PORT, &router) == 0;
-			if (!have_router)
-				goto out_usage;
-			break;
-		case 'b':
-			have_local = gw_parse_addr(optarg, 0, &local) == 0;
-			if (!have_local)
-				goto out_usage;
-			break;
-		case 'c':
-			cgw = (uint32_t)strtoul(optarg, NULL, 10);
-			break;
-		case 'a':
-			agw = (uint32_t)strtoul(optarg, NULL, 10);
-			break;
-		default:
+		rc = itest_option(c, optarg, &args);
+		if (rc > 0)
+			continue;
+		if (rc < 0 || c != 'b')
 			goto out_usage;
-		}
+		have_local = gw_parse_addr(optarg, 0, &local) == 0;
+		if (!have_local)
+			goto out_usage;
 	}
-	if (!have_router || cgw == 0 || agw == 0 || cgw == agw)
+	if (!itest_args_ok(&args))
 		goto out_usage;
 	for (unsigned s = 0; s < NB_SESSIONS; s++) {
 		st.s[s].agent = NONE;
 		st.s[s].agent_c = NONE;
 		st.s[s].reason_a = st.s[s].reason_c = -1;
 	}
-	st.cgw = gw_open(cgw, &router, have_local ? &local : NULL);
-	st.agw = gw_open(agw, &router, have_local ? &local : NULL);
+	st.cgw = gw_open(args.cgw, &args.router, have_local ? &local : NULL);
+	st.agw = gw_open(args.agw, &args.router, have_local ? &local : NULL);
 	if (!st.cgw || !st.agw) {
 		fprintf(stderr, "gw_path_check: cannot open the gateways: %s\n", strerror(errno));
 		return 1;
@@ -693,8 +611,7 @@ int main(int argc, char **argv)
 	run(&st);
 	gw_close(st.cgw);
 	gw_close(st.agw);
-	printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return itest_report();
 
 out_usage:
 	fprintf(stderr, "usage: gw_path_check --router IP[:PORT] [--customer-gw ID] "

@@ -29,9 +29,9 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "itest.h"
 #include "wire.h"
 
-#define WAIT_NS        5000000000ull
 #define UNKNOWN_GW_MIN 1000u /* ids from here up are not configured */
 
 enum kind { K_RANDOM, K_MUTATED, K_UNKNOWN_GW, K_GARBAGE_FRAME, K_MAX };
@@ -40,8 +40,7 @@ static const char *const kind_names[K_MAX] = {"random bytes", "mutated packets",
                                               "garbage frames"};
 
 static uint64_t rng;
-static unsigned passed, failed;
-static uint32_t cgw_id = 1, agw_id = 2;
+static uint32_t cgw_id, agw_id;
 
 static uint64_t rnd(void)
 {
@@ -55,16 +54,6 @@ static uint64_t rnd(void)
 static uint64_t rnd_below(uint64_t n)
 {
 	return n ? rnd() % n : 0;
-}
-
-static void check(bool ok, const char *what)
-{
-	printf("%s - %s\n", ok ? "ok" : "not ok", what);
-	fflush(stdout);
-	if (ok)
-		passed++;
-	else
-		failed++;
 }
 
 /* ---- generating ----------------------------------------------------------- */
@@ -367,46 +356,42 @@ static void on_envelope(struct gw_client *c, const Surge__V1__Envelope *env, uin
 	}
 }
 
-/* Pump both gateways until *flag (at most WAIT_NS). */
-static bool wait_flag(struct session_state *st, const bool *flag)
+static void pump(void *ctx)
 {
-	struct gw_client *cs[2] = {st->cgw, st->agw};
-	uint64_t end = gw_now_ns() + WAIT_NS;
+	struct session_state *st = ctx;
 
-	gw_flush(st->cgw);
-	gw_flush(st->agw);
-	while (!*flag && gw_now_ns() < end) {
-		gw_poll_set(cs, 2, 1000000, on_envelope, st);
-		gw_flush(st->cgw);
-		gw_flush(st->agw);
-	}
-	return *flag;
+	itest_pump2(st->cgw, st->agw, 1000000, on_envelope, st);
 }
 
-static bool wait_count(struct session_state *st, const unsigned *n)
+static bool flag_set(void *flag)
 {
-	bool done = false;
-	struct gw_client *cs[2] = {st->cgw, st->agw};
-	uint64_t end = gw_now_ns() + WAIT_NS;
+	return *(const bool *)flag;
+}
 
+static bool counted(void *n)
+{
+	return *(const unsigned *)n > 0;
+}
+
+/* Pump both gateways until *flag (at most ITEST_WAIT_NS). */
+static bool wait_flag(struct session_state *st, bool *flag)
+{
 	gw_flush(st->cgw);
 	gw_flush(st->agw);
-	while (!(done = *n > 0) && gw_now_ns() < end)
-		gw_poll_set(cs, 2, 1000000, on_envelope, st);
-	return done;
+	return itest_wait(flag_set, flag, pump, st);
+}
+
+/* Pump both gateways until *n > 0 (at most ITEST_WAIT_NS). */
+static bool wait_count(struct session_state *st, unsigned *n)
+{
+	gw_flush(st->cgw);
+	gw_flush(st->agw);
+	return itest_wait(counted, n, pump, st);
 }
 
 static void session_check(const struct sockaddr_in *router)
 {
 	static struct session_state st;
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__AgentLogin l = SURGE__V1__AGENT_LOGIN__INIT;
-	Surge__V1__SkillLevel sk = SURGE__V1__SKILL_LEVEL__INIT, *skills[1] = {&sk};
-	Surge__V1__SessionOpen op = SURGE__V1__SESSION_OPEN__INIT;
-	Surge__V1__CustomerMessage cm = SURGE__V1__CUSTOMER_MESSAGE__INIT;
-	Surge__V1__AgentMessage am = SURGE__V1__AGENT_MESSAGE__INIT;
-	Surge__V1__SessionEnd se = SURGE__V1__SESSION_END__INIT;
-	Surge__V1__AgentState ast = SURGE__V1__AGENT_STATE__INIT;
 	bool ok;
 
 	st.cgw = gw_open(cgw_id, router, NULL);
@@ -415,65 +400,34 @@ static void session_check(const struct sockaddr_in *router)
 		check(false, "open the gateway sockets");
 		goto out_close;
 	}
-	sk.skill = "general";
-	sk.level = 3;
-	l.agent_id = "random-agent";
-	l.skills = skills;
-	l.n_skills = 1;
-	l.max_sessions = 1;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_LOGIN;
-	env.agent_login = &l;
-	gw_add(st.agw, &env);
+	itest_login(st.agw, "random-agent", "general", 1);
 	ok = wait_flag(&st, &st.ready);
 	check(ok, "agent logs in after the storm");
 	if (!ok)
 		goto out_close;
 
-	op.open_ref = 77;
-	op.customer_id = "random-customer";
-	op.skill = "general";
-	op.question = "still there?";
-	env.body_case = SURGE__V1__ENVELOPE__BODY_SESSION_OPEN;
-	env.session_open = &op;
-	gw_add(st.cgw, &env);
+	itest_open(st.cgw, 77, "random-customer", "general",
+	           SURGE__V1__CHANNEL__CHANNEL_UNSPECIFIED, "still there?");
 	ok = wait_flag(&st, &st.queued) && wait_flag(&st, &st.assigned_a) &&
 	     wait_flag(&st, &st.assigned_c);
 	check(ok, "session opens and is assigned on both sides");
 	if (!ok)
 		goto out_close;
 
-	cm.session_id = st.session_id;
-	cm.msg_id = 1;
-	cm.text = "hello";
-	env.body_case = SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE;
-	env.customer_message = &cm;
-	gw_add(st.cgw, &env);
+	itest_customer_says(st.cgw, st.session_id, 1, "hello");
 	check(wait_count(&st, &st.fwd), "customer message delivered to the agent");
 
-	am.session_id = st.session_id;
-	am.agent_id = "random-agent";
-	am.msg_id = 2;
-	am.text = "hi!";
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE;
-	env.agent_message = &am;
-	gw_add(st.agw, &env);
+	itest_agent_says(st.agw, st.session_id, "random-agent", 2, "hi!", false);
 	check(wait_count(&st, &st.back), "agent answer delivered to the customer");
 
-	se.session_id = st.session_id;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_SESSION_END;
-	env.session_end = &se;
-	gw_add(st.cgw, &env);
+	itest_end(st.cgw, st.session_id, SURGE__V1__RATING__RATING_NONE);
 	check(wait_flag(&st, &st.closed_a) && wait_flag(&st, &st.closed_c),
 	      "session end closes it on both sides");
 	check(st.fwd == 1 && st.back == 1 && st.errors == 0 && st.other == 0,
 	      "exactly once, no error, nothing unexpected");
 
 	/* leave the router as found: the agent goes offline */
-	ast.agent_id = "random-agent";
-	ast.state = SURGE__V1__AGENT_STATE_KIND__OFFLINE_REQUESTED;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_STATE;
-	env.agent_state = &ast;
-	gw_add(st.agw, &env);
+	itest_agent_state(st.agw, "random-agent", SURGE__V1__AGENT_STATE_KIND__OFFLINE_REQUESTED);
 	wait_count(&st, &st.left); /* not checked: draining is the router's business */
 
 out_close:
@@ -484,30 +438,29 @@ out_close:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"router", required_argument, NULL, 'r'},
+	        ITEST_OPT_ROUTER,
 	        {"count", required_argument, NULL, 'n'},
 	        {"seed", required_argument, NULL, 's'},
 	        {"rate", required_argument, NULL, 'R'},
-	        {"customer-gw", required_argument, NULL, 'c'},
-	        {"agent-gw", required_argument, NULL, 'a'},
+	        ITEST_OPT_CUSTOMER_GW,
+	        ITEST_OPT_AGENT_GW,
 	        {NULL, 0, NULL, 0},
 	};
-	struct sockaddr_in router;
-	bool have_router = false;
+	struct itest_args args = {.cgw = 1, .agw = 2};
 	uint64_t count = 10000, seed = (uint64_t)time(NULL);
 	double rate = 20000;
 	const char *env = getenv("SURGE_SEED");
-	int c;
+	int c, rc;
 
 	if (env && *env)
 		seed = strtoull(env, NULL, 0);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		rc = itest_option(c, optarg, &args);
+		if (rc > 0)
+			continue;
+		if (rc < 0)
+			goto out_usage;
 		switch (c) {
-		case 'r':
-			have_router = gw_parse_addr(optarg, GW_DEFAULT_PORT, &router) == 0;
-			if (!have_router)
-				goto out_usage;
-			break;
 		case 'n':
 			count = strtoull(optarg, NULL, 10);
 			break;
@@ -519,26 +472,20 @@ int main(int argc, char **argv)
 			if (!(rate >= 1 && rate <= 50000))
 				goto out_usage;
 			break;
-		case 'c':
-			cgw_id = (uint32_t)strtoul(optarg, NULL, 10);
-			break;
-		case 'a':
-			agw_id = (uint32_t)strtoul(optarg, NULL, 10);
-			break;
 		default:
 			goto out_usage;
 		}
 	}
-	if (!have_router || cgw_id == 0 || agw_id == 0 || cgw_id == agw_id ||
-	    cgw_id >= UNKNOWN_GW_MIN || agw_id >= UNKNOWN_GW_MIN)
+	if (!itest_args_ok(&args) || args.cgw >= UNKNOWN_GW_MIN || args.agw >= UNKNOWN_GW_MIN)
 		goto out_usage;
+	cgw_id = args.cgw;
+	agw_id = args.agw;
 	printf("# seed %" PRIu64 " (--seed or SURGE_SEED to repeat)\n", seed);
 	rng = seed;
-	if (blast(&router, count, rate) < 0)
+	if (blast(&args.router, count, rate) < 0)
 		return 1;
-	session_check(&router);
-	printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	session_check(&args.router);
+	return itest_report();
 
 out_usage:
 	fprintf(stderr, "usage: gw_random_datagrams --router IP[:PORT] [--count N] [--seed S] "

@@ -21,18 +21,17 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "itest.h"
 
 #define CUSTOMER_GW 1u
 #define AGENT_GW    2u
 #define SILENT_GW   21u /* the agent gateway that falls silent */
 #define MAX_EVENTS  4096u
-#define WAIT_NS     5000000000ull
 
 /* What a gateway received, flattened. */
 struct event {
@@ -55,23 +54,6 @@ static struct event events[MAX_EVENTS];
 static unsigned nb_events;
 static struct gw_client *cgw, *agw, *sgw;
 static bool silent; /* sgw no longer polled nor flushed */
-static unsigned passed, failed;
-
-__attribute__((format(printf, 2, 3))) static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s - ", ok ? "ok" : "not ok");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
 
 static void copy_id(char *dst, const char *src)
 {
@@ -189,12 +171,15 @@ static void pump(uint64_t wait_ns)
 	flush_all();
 }
 
+static void pump_1ms(void *ctx)
+{
+	(void)ctx;
+	pump(1000000);
+}
+
 static void settle(unsigned ms)
 {
-	uint64_t end = gw_now_ns() + (uint64_t)ms * 1000000u;
-
-	while (gw_now_ns() < end)
-		pump(1000000);
+	itest_settle(ms, pump_1ms, NULL);
 }
 
 /* Matching rule for find(): zero / empty fields match anything. */
@@ -237,17 +222,26 @@ static void dump_from(unsigned from)
 		       events[i].kind, events[i].session_id, events[i].agent_id, events[i].code);
 }
 
+/* A search for wait_for(): where it starts, what it wants, what it found. */
+struct search {
+	unsigned from;
+	struct want w;
+	int found;
+};
+
+static bool search_found(void *ctx)
+{
+	struct search *sr = ctx;
+
+	sr->found = find_from(sr->from, &sr->w);
+	return sr->found >= 0;
+}
+
 static const struct event *wait_for(unsigned from, struct want w)
 {
-	uint64_t end = gw_now_ns() + WAIT_NS;
-	int i;
+	struct search sr = {from, w, -1};
 
-	while ((i = find_from(from, &w)) < 0) {
-		if (gw_now_ns() >= end)
-			return NULL;
-		pump(1000000);
-	}
-	return &events[i];
+	return itest_wait(search_found, &sr, pump_1ms, NULL) ? &events[sr.found] : NULL;
 }
 
 static unsigned count_from(unsigned from, struct want w)
@@ -264,83 +258,20 @@ static unsigned count_from(unsigned from, struct want w)
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* Logs the agent in and keeps it alive with heartbeats. */
 static void login(struct gw_client *c, const char *agent, const char *skill, uint32_t capacity)
 {
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__AgentLogin l = SURGE__V1__AGENT_LOGIN__INIT;
-	Surge__V1__SkillLevel s = SURGE__V1__SKILL_LEVEL__INIT;
-	Surge__V1__SkillLevel *skills[1] = {&s};
-
 	if (nb_agents < 64) {
 		agents[nb_agents].c = c;
 		snprintf(agents[nb_agents].id, sizeof(agents[nb_agents].id), "%s", agent);
 		nb_agents++;
 	}
-	s.skill = (char *)skill;
-	s.level = 3;
-	l.agent_id = (char *)agent;
-	l.skills = skills;
-	l.n_skills = 1;
-	l.max_sessions = capacity;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_LOGIN;
-	env.agent_login = &l;
-	gw_add(c, &env);
-}
-
-static void agent_state(struct gw_client *c, const char *agent, Surge__V1__AgentStateKind want)
-{
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__AgentState s = SURGE__V1__AGENT_STATE__INIT;
-
-	s.agent_id = (char *)agent;
-	s.state = want;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_STATE;
-	env.agent_state = &s;
-	gw_add(c, &env);
+	itest_login(c, agent, skill, capacity);
 }
 
 static void open_session(uint64_t ref, const char *customer, const char *skill)
 {
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__SessionOpen o = SURGE__V1__SESSION_OPEN__INIT;
-
-	o.open_ref = ref;
-	o.customer_id = (char *)customer;
-	o.skill = (char *)skill;
-	o.channel = SURGE__V1__CHANNEL__WEB;
-	o.question = "我的订单在哪里?";
-	env.body_case = SURGE__V1__ENVELOPE__BODY_SESSION_OPEN;
-	env.session_open = &o;
-	gw_add(cgw, &env);
-}
-
-static void customer_says(uint64_t session, uint64_t msg_id, const char *text)
-{
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__CustomerMessage m = SURGE__V1__CUSTOMER_MESSAGE__INIT;
-
-	m.session_id = session;
-	m.msg_id = msg_id;
-	m.text = (char *)text;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE;
-	env.customer_message = &m;
-	gw_add(cgw, &env);
-}
-
-static void agent_says(struct gw_client *c, uint64_t session, const char *agent, uint64_t msg_id,
-                       const char *text, bool hold)
-{
-	Surge__V1__Envelope env = SURGE__V1__ENVELOPE__INIT;
-	Surge__V1__AgentMessage m = SURGE__V1__AGENT_MESSAGE__INIT;
-
-	m.session_id = session;
-	m.agent_id = (char *)agent;
-	m.msg_id = msg_id;
-	m.text = (char *)text;
-	m.hold = hold;
-	env.body_case = SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE;
-	env.agent_message = &m;
-	gw_add(c, &env);
+	itest_open(cgw, ref, customer, skill, SURGE__V1__CHANNEL__WEB, "我的订单在哪里?");
 }
 
 static void transfer(uint64_t session, const char *agent, const char *to, bool consented)
@@ -412,13 +343,13 @@ static void scenario_breaks(void)
 		                             .code = SURGE__V1__AGENT_STATE_KIND__READY});
 	}
 	from = nb_events;
-	agent_state(agw, "b-agent-0", SURGE__V1__AGENT_STATE_KIND__BREAK_REQUESTED);
+	itest_agent_state(agw, "b-agent-0", SURGE__V1__AGENT_STATE_KIND__BREAK_REQUESTED);
 	r = wait_for(from, (struct want){.kind = SURGE__V1__ENVELOPE__BODY_AGENT_STATE_RESULT,
 	                                 .agent_id = "b-agent-0",
 	                                 .code = -1});
 	check(r && r->granted, "first break of 5 agents granted");
 	from = nb_events;
-	agent_state(agw, "b-agent-1", SURGE__V1__AGENT_STATE_KIND__BREAK_REQUESTED);
+	itest_agent_state(agw, "b-agent-1", SURGE__V1__AGENT_STATE_KIND__BREAK_REQUESTED);
 	r = wait_for(from, (struct want){.kind = SURGE__V1__ENVELOPE__BODY_AGENT_STATE_RESULT,
 	                                 .agent_id = "b-agent-1",
 	                                 .code = -1});
@@ -426,12 +357,12 @@ static void scenario_breaks(void)
 	check(r && r->code == SURGE__V1__AGENT_STATE_KIND__READY,
 	      "the denied agent stays READY (state %d)", r ? r->code : -1);
 	from = nb_events;
-	agent_state(agw, "b-agent-0", SURGE__V1__AGENT_STATE_KIND__READY);
+	itest_agent_state(agw, "b-agent-0", SURGE__V1__AGENT_STATE_KIND__READY);
 	wait_for(from, (struct want){.kind = SURGE__V1__ENVELOPE__BODY_AGENT_STATE_RESULT,
 	                             .agent_id = "b-agent-0",
 	                             .code = SURGE__V1__AGENT_STATE_KIND__READY});
 	from = nb_events;
-	agent_state(agw, "b-agent-1", SURGE__V1__AGENT_STATE_KIND__BREAK_REQUESTED);
+	itest_agent_state(agw, "b-agent-1", SURGE__V1__AGENT_STATE_KIND__BREAK_REQUESTED);
 	r = wait_for(from, (struct want){.kind = SURGE__V1__ENVELOPE__BODY_AGENT_STATE_RESULT,
 	                                 .agent_id = "b-agent-1",
 	                                 .code = -1});
@@ -463,8 +394,8 @@ static uint64_t scenario_reroute(void)
 	check(q && a && a->session_id == q->session_id, "session assigned to r-agent-1");
 	if (!q || !a)
 		return 0;
-	customer_says(q->session_id, 1, "first question before the drop");
-	customer_says(q->session_id, 2, "second question before the drop");
+	itest_customer_says(cgw, q->session_id, 1, "first question before the drop");
+	itest_customer_says(cgw, q->session_id, 2, "second question before the drop");
 	d = wait_for(from, (struct want){.gw = SILENT_GW,
 	                                 .kind = SURGE__V1__ENVELOPE__BODY_DELIVER,
 	                                 .session_id = q->session_id,
@@ -568,14 +499,14 @@ static void scenario_clocks(void)
 	      al ? al->elapsed_ms : 0);
 
 	from = nb_events;
-	agent_says(agw, q->session_id, "s-agent", 1, "您好", false);
+	itest_agent_says(agw, q->session_id, "s-agent", 1, "您好", false);
 	/* the answer first, so the next question is the one left unanswered */
 	wait_for(from, (struct want){.gw = CUSTOMER_GW,
 	                             .kind = SURGE__V1__ENVELOPE__BODY_DELIVER,
 	                             .session_id = q->session_id,
 	                             .code = -1});
 	from = nb_events;
-	customer_says(q->session_id, 11, "还在吗?");
+	itest_customer_says(cgw, q->session_id, 11, "还在吗?");
 	al = wait_for(from, (struct want){.gw = AGENT_GW,
 	                                  .kind = SURGE__V1__ENVELOPE__BODY_SLA_ALERT,
 	                                  .session_id = q->session_id,
@@ -586,7 +517,7 @@ static void scenario_clocks(void)
 		dump_from(from);
 
 	from = nb_events;
-	agent_says(agw, q->session_id, "s-agent", 2, "请稍等, 我查一下", true);
+	itest_agent_says(agw, q->session_id, "s-agent", 2, "请稍等, 我查一下", true);
 	al = wait_for(from, (struct want){.gw = AGENT_GW,
 	                                  .kind = SURGE__V1__ENVELOPE__BODY_SLA_ALERT,
 	                                  .session_id = q->session_id,
@@ -619,27 +550,19 @@ static void scenario_clocks(void)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"router", required_argument, NULL, 'r'},
-	                                     {NULL, 0, NULL, 0}};
-	struct sockaddr_in router;
-	const char *router_text = NULL;
+	static const struct option opts[] = {ITEST_OPT_ROUTER, {NULL, 0, NULL, 0}};
+	struct itest_args args = {.cgw = CUSTOMER_GW, .agw = AGENT_GW};
 	uint64_t session;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "r:", opts, NULL)) != -1) {
-		if (opt != 'r') {
-			fprintf(stderr, "usage: gw_rules_check --router IP[:PORT]\n");
-			return 2;
-		}
-		router_text = optarg;
-	}
-	if (!router_text || gw_parse_addr(router_text, GW_DEFAULT_PORT, &router) < 0) {
-		fprintf(stderr, "usage: gw_rules_check --router IP[:PORT]\n");
-		return 2;
-	}
-	cgw = gw_open(CUSTOMER_GW, &router, NULL);
-	agw = gw_open(AGENT_GW, &router, NULL);
-	sgw = gw_open(SILENT_GW, &router, NULL);
+	while ((opt = getopt_long(argc, argv, "r:", opts, NULL)) != -1)
+		if (itest_option(opt, optarg, &args) <= 0)
+			goto out_usage;
+	if (!args.have_router)
+		goto out_usage;
+	cgw = gw_open(CUSTOMER_GW, &args.router, NULL);
+	agw = gw_open(AGENT_GW, &args.router, NULL);
+	sgw = gw_open(SILENT_GW, &args.router, NULL);
 	if (!cgw || !agw || !sgw) {
 		perror("gw_open");
 		return 1;
@@ -652,6 +575,9 @@ int main(int argc, char **argv)
 	gw_close(cgw);
 	gw_close(agw);
 	gw_close(sgw);
-	printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return itest_report();
+
+out_usage:
+	fprintf(stderr, "usage: gw_rules_check --router IP[:PORT]\n");
+	return 2;
 }
