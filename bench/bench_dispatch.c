@@ -18,23 +18,17 @@
  *
  * Memory: the engine allocates everything at creation, so a session costs
  * what one more unit of max_sessions (a slot) and of queue_capacity adds:
- * measured with disp_footprint if the engine has it, else from malloc's
- * accounting (mallinfo2) around disp_create.
+ * measured with disp_footprint (the bytes disp_create allocated).
  *
  * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)]
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "dispatch.h"
-
-/* Newer than the engine's first version: used when the engine has them. */
-__attribute__((weak)) size_t disp_footprint(const struct disp_engine *e);
-__attribute__((weak)) void disp_tick(struct disp_engine *e, uint64_t now_ms);
 
 #define AGW        1u
 #define CGW        2u
@@ -51,13 +45,6 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t heap_bytes(void)
-{
-	struct mallinfo2 mi = mallinfo2();
-
-	return mi.uordblks + mi.hblkhd;
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -170,8 +157,7 @@ static int eng_close(struct driver *d, uint64_t sid, uint32_t agent)
 
 static void eng_tick(struct driver *d)
 {
-	if (disp_tick)
-		disp_tick(d->h, d->now);
+	disp_tick(d->h, d->now);
 }
 
 static const struct impl engine_impl = {"engine", eng_open,  eng_cmsg,
@@ -511,22 +497,20 @@ out_free:
 /* ---- memory per unit ------------------------------------------------------------ */
 
 /* Bytes the engine holds for this configuration; 0 if it cannot be created. */
-static uint64_t engine_bytes(uint32_t agents, uint32_t sessions, uint32_t queue, bool *footprint)
+static uint64_t engine_bytes(uint32_t agents, uint32_t sessions, uint32_t queue)
 {
 	struct driver d = {0};
-	uint64_t before = heap_bytes(), bytes;
 	struct disp_engine *e = eng_create(&d, agents, sessions, queue);
+	uint64_t bytes;
 
 	if (!e)
 		return 0;
-	*footprint = disp_footprint != NULL;
-	bytes = disp_footprint ? disp_footprint(e) : heap_bytes() - before;
+	bytes = disp_footprint(e);
 	disp_destroy(e);
 	return bytes;
 }
 
 struct memory {
-	bool footprint; /* from disp_footprint, else mallinfo2 */
 	double per_session_slot;
 	double per_queue_slot;
 	double per_agent;
@@ -536,15 +520,12 @@ struct memory {
 static void memory_measure(struct memory *m)
 {
 	const uint32_t a0 = 1024, s0 = 65536, q0 = 1024, big = 1u << 20;
-	uint64_t base = engine_bytes(a0, s0, q0, &m->footprint);
+	uint64_t base = engine_bytes(a0, s0, q0);
 
 	m->base = base;
-	m->per_session_slot =
-	        ((double)engine_bytes(a0, big, q0, &m->footprint) - (double)base) / (big - s0);
-	m->per_queue_slot =
-	        ((double)engine_bytes(a0, s0, big, &m->footprint) - (double)base) / (big - q0);
-	m->per_agent =
-	        ((double)engine_bytes(128 * a0, s0, q0, &m->footprint) - (double)base) / (127 * a0);
+	m->per_session_slot = ((double)engine_bytes(a0, big, q0) - (double)base) / (big - s0);
+	m->per_queue_slot = ((double)engine_bytes(a0, s0, big) - (double)base) / (big - q0);
+	m->per_agent = ((double)engine_bytes(128 * a0, s0, q0) - (double)base) / (127 * a0);
 }
 
 /* ---- report ---------------------------------------------------------------------- */
@@ -595,7 +576,7 @@ int main(int argc, char **argv)
 	memory_measure(&mem);
 	printf("dispatcher micro-benchmark: one core, 4 ops per cycle "
 	       "(customer msg, agent msg, close, open), agents of capacity %u%s\n\n",
-	       CAPACITY, disp_tick ? ", disp_tick every virtual ms" : "");
+	       CAPACITY, ", disp_tick every virtual ms");
 	printf("%-7s %-7s %8s %8s %8s %10s %8s\n", "impl", "sweep", "agents", "active", "waiting",
 	       "Mops/s", "ns/op");
 	for (int i = 0; i < 2; i++) {
@@ -631,8 +612,8 @@ int main(int argc, char **argv)
 	       growth[1][1]);
 	printf("\nengine memory (%s): %.1f B per session slot, %.1f B per queue slot, "
 	       "%.1f B per agent; %.1f MiB for 1k agents, 64k sessions, queue 1k\n",
-	       mem.footprint ? "disp_footprint" : "malloc accounting, disp_footprint not linked",
-	       mem.per_session_slot, mem.per_queue_slot, mem.per_agent, mem.base / 1048576.0);
+	       "disp_footprint", mem.per_session_slot, mem.per_queue_slot, mem.per_agent,
+	       mem.base / 1048576.0);
 	printf("  per queued session %.1f B (slot + queue slot; target <= 256), per active session "
 	       "%.1f B (slot)\n",
 	       mem.per_session_slot + mem.per_queue_slot, mem.per_session_slot);
@@ -650,7 +631,7 @@ int main(int argc, char **argv)
 		fprintf(f,
 		        "{\n  \"capacity\": %u,\n  \"ops_per_cycle\": 4,\n  \"seconds_per_run\": "
 		        "%.2f,\n  \"tick\": %s,\n  \"runs\": [\n",
-		        CAPACITY, g_seconds, disp_tick ? "true" : "false");
+		        CAPACITY, g_seconds, "true");
 		for (int i = 0; i < 2; i++)
 			for (int s = 0; s < 2; s++)
 				for (int k = 0; k < NB_SIZES; k++)
@@ -664,8 +645,7 @@ int main(int argc, char **argv)
 		        "  \"memory\": {\"source\": \"%s\", \"per_session_slot\": %.1f, "
 		        "\"per_queue_slot\": %.1f, \"per_agent\": %.1f, \"per_queued_session\": "
 		        "%.1f, \"per_active_session\": %.1f, \"base_bytes\": %llu},\n",
-		        mem.footprint ? "disp_footprint" : "mallinfo2", mem.per_session_slot,
-		        mem.per_queue_slot, mem.per_agent,
+		        "disp_footprint", mem.per_session_slot, mem.per_queue_slot, mem.per_agent,
 		        mem.per_session_slot + mem.per_queue_slot, mem.per_session_slot,
 		        (unsigned long long)mem.base);
 		fprintf(f, "  \"failures\": %llu\n}\n", (unsigned long long)failures);

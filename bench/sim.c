@@ -23,10 +23,6 @@
 #include "bench.h"
 #include "dispatch.h"
 
-/* Skill figures are newer than the engine's first version: used if present. */
-__attribute__((weak)) int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
-                                                 struct disp_skill_figures *out, uint64_t now_ms);
-
 #define SIM_AGENT_GW    1u
 #define SIM_CUSTOMER_GW 2u
 #define SIM_QUEUE_MAX   65536u /* waiting sessions; far above any stationary queue of c < 1000 */
@@ -470,7 +466,7 @@ int bench_sim_run(const struct bench_sim_conf *conf, struct bench_sim_result *ou
 	out->max_queue = s->max_queue;
 	out->virtual_s = (double)s->now_us / 1e6;
 	out->engine_service_level = -1.0;
-	if (disp_skill_figures_get) {
+	{
 		struct disp_skill_figures f;
 
 		if (disp_skill_figures_get(s->e,

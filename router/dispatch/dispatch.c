@@ -22,10 +22,13 @@
  *    the start of every request and tick, so with one worker an arrival is
  *    placed at once. Other lcores may push into the rings later (the hint
  *    counter tells the owner to look).
- *  - who can take a session: per skill, a binary heap of the agents eligible
- *    now (READY, load < capacity), ordered by the skill's strategy. Changing
- *    an agent's load or state re-files it in the heaps of its k skills:
- *    O(k log n). Random picks a uniform heap index.
+ *  - who can take a session: per skill, a heap of the agents eligible now
+ *    (READY, load < capacity), ordered by the skill's strategy; each entry
+ *    carries a copy of the agent's key, so sifting reads the heap only. The
+ *    heaps are 4-ary (half the depth, half the cache lines at 100k agents),
+ *    except for random, which picks a uniform heap index and stays binary.
+ *    Changing an agent's load or state re-files it in the heaps of its k
+ *    skills, in place when it stays eligible: O(k log n).
  *  - an agent with a free slot takes the best waiting session across its
  *    skills and the groups overflowing into them whose class heads have
  *    waited long enough: highest priority class first, then the oldest
@@ -131,7 +134,7 @@ struct skill {
 	uint32_t q_ticket[NB_PRIO]; /* next back ticket */
 	uint32_t q_count;
 	uint32_t q_mask;
-	uint32_t *heap; /* eligible agents, best first */
+	struct hent *heap; /* eligible agents, best first */
 	uint32_t heap_n;
 	uint32_t rr_counter;
 	uint16_t ov_to[DISP_MAX_OVERFLOW]; /* overflow targets, resolved */
@@ -148,14 +151,31 @@ struct skill {
 	struct disp_skill_figures fig; /* counters; gauges filled by the getter */
 };
 
+/*
+ * An agent's place in a skill's heap, with a copy of what the skill's
+ * strategy orders by: comparisons read the heap alone, not the agents (at
+ * 100k agents each agent looked at is a cache miss). The copy is refreshed
+ * whenever the agent is re-filed, which every change of those fields does.
+ */
+struct hent {
+	uint64_t k0;    /* the strategy's own key (see hent_key) */
+	uint64_t since; /* load_since */
+	uint32_t load;
+	uint32_t ai;
+};
+
 /* A group that overflows into a skill: its sessions may be taken after after_ms. */
 struct inflow {
 	uint16_t src;
 	uint32_t after_ms;
 };
 
+/*
+ * An agent: what every request of or for it touches comes first, with the
+ * time counters its requests bump (they would otherwise sit in lines of fig
+ * of their own); then the id, then the rest of the figures.
+ */
 struct agent {
-	char id[DISP_NAME_MAX];
 	uint32_t id_len;
 	uint32_t gw;
 	enum disp_agent_state state;
@@ -170,12 +190,16 @@ struct agent {
 	uint64_t idle_since;  /* load last went to 0, or login */
 	uint64_t load_since;  /* load last changed, or became eligible */
 	uint64_t idle_clock;  /* start of the IDLE_NO_INFLOW episode */
-	uint64_t break_since; /* break granted */
 	uint64_t acct_since;  /* time accounted up to */
 	uint64_t assigned_today;
+	/* fig's time counters and agent_closed live here; the getter puts them in fig */
+	uint64_t online_ms, serving_ms, ready_idle_ms, break_ms;
+	uint64_t agent_closed;
+	uint64_t break_since; /* break granted */
 	struct disp_timer hb_timer;
 	struct disp_timer st_timer;
-	struct disp_agent_figures fig; /* counters; gauges filled by the getter */
+	char id[DISP_NAME_MAX];
+	struct disp_agent_figures fig; /* the other counters; gauges filled by the getter */
 };
 
 /* Agent a's place in skill s: ask[a * nb_skills + s]. */
@@ -192,37 +216,48 @@ struct bl_entry {
 	struct disp_text att;
 	uint32_t next;
 	uint32_t agent; /* from (agent side) or for (customer side); NIL: not assigned yet */
-	uint8_t sender;
 };
 
+/* The sender of a held message rides in its text's spare byte: 40 bytes an entry, not 48. */
+#define BL_SENDER(en) ((en)->text.tag)
+
+/*
+ * A session slot: what most requests touch comes first (with its timer), so a
+ * request on a random session reads few cache lines. 216 bytes, which with
+ * the backlog entry each slot adds keeps a queued session within 256 bytes.
+ */
 struct session {
 	uint32_t gen;
 	uint8_t state;
 	uint8_t flags;
-	uint8_t prio;
+	uint8_t prio : 3;
+	uint8_t ov_step : 3; /* overflow steps already due (at most DISP_MAX_OVERFLOW) */
+	uint8_t mark : 1;
 	uint8_t cid_len;
 	uint16_t skill;
-	uint8_t ov_step; /* overflow steps already due */
-	bool mark;
+	uint16_t bl_count; /* at most BACKLOG_MAX */
 	uint32_t cust_gw;
 	uint32_t agent;      /* when assigned or in wrap-up */
 	uint32_t last_agent; /* the agent who had it last: may still close it with notes */
 	uint32_t prev, next;
+	uint32_t bl_head, bl_tail;
+	uint64_t assign_ms; /* assigned to its current agent */
+	uint64_t unans_ms;  /* oldest unanswered customer message; 0 none */
+	uint64_t hold_ms;   /* hold started (assigned) or wrap-up ends (wrap-up); 0 none */
+	struct disp_timer timer;
 	uint32_t ticket;
 	uint32_t last_pos, last_eta; /* as last told in QUEUED */
 	uint32_t channel;
 	uint64_t open_ref;
 	uint64_t opened_ms;
-	uint64_t enq_ms;    /* entered its current skill's queue (kept on re-queue) */
-	uint64_t assign_ms; /* assigned to its current agent */
-	uint64_t unans_ms;  /* oldest unanswered customer message; 0 none */
-	uint64_t hold_ms;   /* hold started (assigned) or wrap-up ends (wrap-up); 0 none */
+	uint64_t enq_ms; /* entered its current skill's queue (kept on re-queue) */
 	struct disp_text question;
 	struct disp_text transcript;
-	uint32_t bl_head, bl_tail, bl_count;
-	struct disp_timer timer;
 	char cid[DISP_NAME_MAX];
 };
+
+_Static_assert(BACKLOG_MAX <= UINT16_MAX, "bl_count is 16 bits");
+_Static_assert(DISP_MAX_OVERFLOW < 8 && NB_PRIO <= 8, "ov_step and prio are 3 bits");
 
 struct disp_engine {
 	disp_emit_fn *emit;
@@ -242,7 +277,7 @@ struct disp_engine {
 	uint16_t *skill_hash; /* skill index + 1, 0 = empty */
 	uint32_t skill_hash_mask;
 	struct inflow *inflows;
-	uint32_t *heaps;
+	struct hent *heaps;
 	void *ring_mem;
 	atomic_uint ring_hint; /* pushes not drained yet */
 
@@ -431,6 +466,18 @@ static uint32_t skill_find(const struct disp_engine *e, struct disp_str name)
 	}
 }
 
+/*
+ * Start loading the lines of an agent a request will touch (state, clocks,
+ * id, the first figures) at once rather than one after the other.
+ */
+static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
+{
+	const char *p = (const char *)&e->agents[ai];
+
+	for (uint32_t off = 0; off < offsetof(struct agent, fig) + 64; off += 64)
+		__builtin_prefetch(p + off);
+}
+
 static uint32_t agent_find(const struct disp_engine *e, struct disp_str id)
 {
 	uint32_t h;
@@ -443,6 +490,7 @@ static uint32_t agent_find(const struct disp_engine *e, struct disp_str id)
 
 		if (v == 0)
 			return NIL;
+		agent_prefetch(e, v - 1);
 		if (str_is(e->agents[v - 1].id, e->agents[v - 1].id_len, id))
 			return v - 1;
 		h = (h + 1) & e->agent_hash_mask;
@@ -475,6 +523,24 @@ static uint32_t sess_find(const struct disp_engine *e, uint64_t id)
 	if (e->sessions[si].state == SESS_FREE || e->sessions[si].gen != (uint32_t)(id >> 32))
 		return NIL;
 	return si;
+}
+
+/*
+ * Start loading the slot a request names while the agent is looked up: with
+ * many sessions both are cache misses, and this way they overlap. Only a
+ * hint; a bad id is still caught by sess_find.
+ */
+static void sess_prefetch(const struct disp_engine *e, uint64_t id)
+{
+	uint32_t low = (uint32_t)id;
+
+	if (low != 0 && low <= e->s_bump) {
+		const char *p = (const char *)&e->sessions[low - 1];
+
+		__builtin_prefetch(p);
+		__builtin_prefetch(p + 64);
+		__builtin_prefetch(p + 127);
+	}
 }
 
 static struct disp_str skill_name(const struct disp_engine *e, uint32_t s)
@@ -646,94 +712,167 @@ static bool agent_offered(const struct agent *a)
 	return a->state == DISP_AGENT_READY && a->load < a->cap;
 }
 
-/* Is agent x a better pick than agent y for skill s? */
-static bool better(const struct disp_engine *e, uint32_t s, uint32_t x, uint32_t y)
+/* What agent ai is ordered by in skill s's heap. */
+static struct hent hent_key(const struct disp_engine *e, uint32_t s, uint32_t ai)
 {
-	const struct agent *a = &e->agents[x], *b = &e->agents[y];
+	const struct agent *a = &e->agents[ai];
+	struct hent h = {.k0 = 0, .since = a->load_since, .load = a->load, .ai = ai};
 
 	switch (e->skills[s].conf.strategy) {
 	case DISP_STRATEGY_LONGEST_IDLE:
-		if ((a->load > 0) != (b->load > 0))
-			return a->load == 0;
-		if (a->idle_since != b->idle_since)
-			return a->idle_since < b->idle_since;
+		h.k0 = a->idle_since;
 		break;
-	case DISP_STRATEGY_ROUND_ROBIN: {
-		uint32_t ra = ask_of(e, x, s)->rr, rb = ask_of(e, y, s)->rr;
-
-		if (ra != rb)
-			return (int32_t)(ra - rb) < 0;
+	case DISP_STRATEGY_ROUND_ROBIN:
+		h.k0 = ask_of(e, ai, s)->rr;
 		break;
-	}
-	case DISP_STRATEGY_BEST_SKILL: {
-		uint8_t la = ask_of(e, x, s)->level, lb = ask_of(e, y, s)->level;
-
-		if (la != lb)
-			return la > lb;
+	case DISP_STRATEGY_BEST_SKILL:
+		h.k0 = ask_of(e, ai, s)->level;
 		break;
-	}
 	case DISP_STRATEGY_FEWEST_TODAY:
-		if (a->assigned_today != b->assigned_today)
-			return a->assigned_today < b->assigned_today;
+		h.k0 = a->assigned_today;
 		break;
 	default:
 		break;
 	}
-	if (a->load != b->load)
-		return a->load < b->load;
-	if (a->load_since != b->load_since)
-		return a->load_since < b->load_since;
-	return x < y;
+	return h;
 }
 
-static void heap_set(struct disp_engine *e, uint32_t s, uint32_t i, uint32_t ai)
+/* Is the agent of x a better pick than the agent of y for a skill of strategy st? */
+static inline __attribute__((always_inline)) bool
+hent_better(enum disp_strategy st, const struct hent *x, const struct hent *y)
 {
-	e->skills[s].heap[i] = ai;
-	ask_of(e, ai, s)->pos = i;
+	switch (st) {
+	case DISP_STRATEGY_LONGEST_IDLE:
+		if ((x->load > 0) != (y->load > 0))
+			return x->load == 0;
+		if (x->k0 != y->k0)
+			return x->k0 < y->k0;
+		break;
+	case DISP_STRATEGY_ROUND_ROBIN:
+		if ((uint32_t)x->k0 != (uint32_t)y->k0)
+			return (int32_t)((uint32_t)x->k0 - (uint32_t)y->k0) < 0;
+		break;
+	case DISP_STRATEGY_BEST_SKILL:
+		if (x->k0 != y->k0)
+			return x->k0 > y->k0;
+		break;
+	case DISP_STRATEGY_FEWEST_TODAY:
+		if (x->k0 != y->k0)
+			return x->k0 < y->k0;
+		break;
+	default:
+		break;
+	}
+	if (x->load != y->load)
+		return x->load < y->load;
+	if (x->since != y->since)
+		return x->since < y->since;
+	return x->ai < y->ai;
 }
 
-static void heap_up(struct disp_engine *e, uint32_t s, uint32_t i)
+/*
+ * log2 of the heap's arity. Four children a node halves the depth, and with
+ * it the cache lines a sift reads at 100k agents; a random pick reads the
+ * heap's layout, so those heaps stay binary and pick as they always did.
+ */
+static uint32_t heap_shift(const struct skill *k)
 {
-	uint32_t *h = e->skills[s].heap;
-	uint32_t ai = h[i];
+	return k->conf.strategy == DISP_STRATEGY_RANDOM ? 1 : 2;
+}
+
+static void heap_set(struct disp_engine *e, uint32_t s, uint32_t i, const struct hent *h)
+{
+	e->skills[s].heap[i] = *h;
+	ask_of(e, h->ai, s)->pos = i;
+}
+
+/*
+ * The sifts are written once and instantiated per strategy (always_inline
+ * with a constant st), so the default strategy's comparisons are straight
+ * code, not a switch per comparison.
+ */
+#define HEAP_INLINE static inline __attribute__((always_inline))
+
+/* Sift the entry at i up; returns where it ends. */
+HEAP_INLINE uint32_t heap_up_st(struct disp_engine *e, uint32_t s, uint32_t i,
+                                enum disp_strategy st, uint32_t sh)
+{
+	struct hent *h = e->skills[s].heap, x = h[i];
 
 	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
+		uint32_t p = (i - 1) >> sh;
 
-		if (!better(e, s, ai, h[p]))
+		if (!hent_better(st, &x, &h[p]))
 			break;
-		heap_set(e, s, i, h[p]);
+		heap_set(e, s, i, &h[p]);
 		i = p;
 	}
-	heap_set(e, s, i, ai);
+	heap_set(e, s, i, &x);
+	return i;
+}
+
+/*
+ * Sift the entry at i down, bottom-up (Floyd): follow the best children to a
+ * leaf, then climb back to where the entry belongs. An entry re-filed after
+ * an assignment goes nearly to the bottom, so this costs one comparison per
+ * level fewer than the textbook sift; it ends in the same place.
+ */
+HEAP_INLINE void heap_down_st(struct disp_engine *e, uint32_t s, uint32_t i, enum disp_strategy st,
+                              uint32_t sh)
+{
+	struct skill *k = &e->skills[s];
+	struct hent *h = k->heap, x = h[i], cur;
+	uint32_t j = i, n = k->heap_n;
+
+	for (;;) {
+		uint32_t c = (j << sh) + 1, end;
+
+		if (c >= n)
+			break;
+		end = c + (1u << sh) < n ? c + (1u << sh) : n;
+		for (uint32_t m = c + 1; m < end; m++)
+			if (hent_better(st, &h[m], &h[c]))
+				c = m;
+		j = c;
+	}
+	while (j != i && !hent_better(st, &h[j], &x))
+		j = (j - 1) >> sh;
+	/* x goes to j; the path above it, up to i, moves up one level. */
+	cur = x;
+	while (j != i) {
+		struct hent up = h[j];
+
+		heap_set(e, s, j, &cur);
+		cur = up;
+		j = (j - 1) >> sh;
+	}
+	heap_set(e, s, i, &cur);
+}
+
+static uint32_t heap_up(struct disp_engine *e, uint32_t s, uint32_t i)
+{
+	const struct skill *k = &e->skills[s];
+
+	if (k->conf.strategy == DISP_STRATEGY_LEAST_LOADED)
+		return heap_up_st(e, s, i, DISP_STRATEGY_LEAST_LOADED, 2);
+	return heap_up_st(e, s, i, k->conf.strategy, heap_shift(k));
 }
 
 static void heap_down(struct disp_engine *e, uint32_t s, uint32_t i)
 {
-	struct skill *k = &e->skills[s];
-	uint32_t *h = k->heap;
-	uint32_t ai = h[i];
+	const struct skill *k = &e->skills[s];
 
-	for (;;) {
-		uint32_t c = 2 * i + 1;
-
-		if (c >= k->heap_n)
-			break;
-		if (c + 1 < k->heap_n && better(e, s, h[c + 1], h[c]))
-			c++;
-		if (!better(e, s, h[c], ai))
-			break;
-		heap_set(e, s, i, h[c]);
-		i = c;
-	}
-	heap_set(e, s, i, ai);
+	if (k->conf.strategy == DISP_STRATEGY_LEAST_LOADED)
+		heap_down_st(e, s, i, DISP_STRATEGY_LEAST_LOADED, 2);
+	else
+		heap_down_st(e, s, i, k->conf.strategy, heap_shift(k));
 }
 
 static void heap_insert(struct disp_engine *e, uint32_t s, uint32_t ai)
 {
 	struct skill *k = &e->skills[s];
 
-	k->heap[k->heap_n] = ai;
+	k->heap[k->heap_n] = hent_key(e, s, ai);
 	ask_of(e, ai, s)->pos = k->heap_n;
 	k->heap_n++;
 	heap_up(e, s, k->heap_n - 1);
@@ -743,15 +882,29 @@ static void heap_remove(struct disp_engine *e, uint32_t s, uint32_t ai)
 {
 	struct skill *k = &e->skills[s];
 	struct ask *q = ask_of(e, ai, s);
-	uint32_t i = q->pos, last;
+	uint32_t i = q->pos;
+	struct hent last;
 
 	q->pos = NIL;
 	last = k->heap[--k->heap_n];
 	if (i == k->heap_n)
 		return;
-	heap_set(e, s, i, last);
-	heap_down(e, s, i);
-	heap_up(e, s, ask_of(e, last, s)->pos);
+	heap_set(e, s, i, &last);
+	/* Up or down, never both: a sift down from i would first walk to a leaf for nothing. */
+	if (i > 0 && hent_better(k->conf.strategy, &last, &k->heap[(i - 1) >> heap_shift(k)]))
+		heap_up(e, s, i);
+	else
+		heap_down(e, s, i);
+}
+
+/* The agent's key changed: move it where it belongs now, in place. */
+static void heap_update(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	uint32_t i = ask_of(e, ai, s)->pos;
+
+	e->skills[s].heap[i] = hent_key(e, s, ai);
+	if (heap_up(e, s, i) == i)
+		heap_down(e, s, i);
 }
 
 static void agent_unlist(struct disp_engine *e, uint32_t ai)
@@ -775,6 +928,23 @@ static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 	const uint16_t *sk = agent_skill_list(e, ai);
 	bool was = a->listed;
 
+	if (was && agent_offered(a)) {
+		/*
+		 * Still eligible, only its key changed: re-file it in place. The
+		 * order is total (ties end on the agent index), so the best agent is
+		 * the same as after a removal and an insertion; a random pick reads
+		 * the heap's layout, so those heaps still take the long way.
+		 */
+		for (uint32_t i = 0; i < a->nb_skills; i++) {
+			if (e->skills[sk[i]].conf.strategy == DISP_STRATEGY_RANDOM) {
+				heap_remove(e, sk[i], ai);
+				heap_insert(e, sk[i], ai);
+			} else {
+				heap_update(e, sk[i], ai);
+			}
+		}
+		return;
+	}
 	agent_unlist(e, ai);
 	if (!agent_offered(a))
 		return;
@@ -798,8 +968,8 @@ static uint32_t best_agent(struct disp_engine *e, uint32_t s)
 	if (k->heap_n == 0)
 		return NIL;
 	if (k->conf.strategy == DISP_STRATEGY_RANDOM)
-		return k->heap[xorshift(e) % k->heap_n];
-	return k->heap[0];
+		return k->heap[xorshift(e) % k->heap_n].ai;
+	return k->heap[0].ai;
 }
 
 /* ---- agents: time accounting, group gauges, state ------------------------ */
@@ -815,13 +985,13 @@ static void acct(struct agent *a, uint64_t now)
 	a->acct_since = now;
 	if (!agent_online(a->state))
 		return;
-	a->fig.online_ms += d;
+	a->online_ms += d;
 	if (a->load > 0)
-		a->fig.serving_ms += d;
+		a->serving_ms += d;
 	else if (a->state == DISP_AGENT_READY)
-		a->fig.ready_idle_ms += d;
+		a->ready_idle_ms += d;
 	else if (a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK)
-		a->fig.break_ms += d;
+		a->break_ms += d;
 }
 
 /* Add (sign +1) or take away (-1) the agent from its groups' gauges. */
@@ -1005,7 +1175,7 @@ static int bl_append(struct disp_engine *e, struct session *s, enum disp_side se
 	}
 	en->msg_id = msg_id;
 	en->sent_ms = now;
-	en->sender = (uint8_t)sender;
+	BL_SENDER(en) = (uint8_t)sender;
 	en->agent = agent;
 	en->next = NIL;
 	if (s->bl_tail != NIL)
@@ -1047,6 +1217,13 @@ static uint32_t sess_alloc(struct disp_engine *e)
 	} else if (e->f_head != NIL) {
 		si = e->f_head;
 		sl_remove(e->sessions, &e->f_head, &e->f_tail, si);
+		/* The next open fills the next slot: free slots are cold, start loading it now. */
+		if (e->f_head != NIL) {
+			const char *p = (const char *)&e->sessions[e->f_head];
+
+			for (uint32_t off = 0; off < sizeof(struct session) + 63; off += 64)
+				__builtin_prefetch(p + off, 1);
+		}
 	} else {
 		return NIL;
 	}
@@ -1139,7 +1316,7 @@ static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
 			en->agent = s->agent;
 		who = &e->agents[en->agent];
 		m->msg_id = en->msg_id;
-		m->sender = (enum disp_side)en->sender;
+		m->sender = (enum disp_side)BL_SENDER(en);
 		m->text = dstr(disp_pool_ptr(&e->pool, en->text), en->text.len);
 		m->attachment_ref = dstr(disp_pool_ptr(&e->pool, en->att), en->att.len);
 		m->sent_unix_ms = en->sent_ms;
@@ -1233,7 +1410,7 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 	s->hold_ms = 0;
 	s->flags &= (uint8_t) ~(SF_REPLIED | SF_FR_FIRED | SF_RO_FIRED | SF_HO_FIRED | SF_FRONT);
 	/* Messages held while queued wait for this agent's first answer. */
-	if (s->bl_count && e->entries[s->bl_tail].sender == DISP_SIDE_CUSTOMER)
+	if (s->bl_count && BL_SENDER(&e->entries[s->bl_tail]) == DISP_SIDE_CUSTOMER)
 		s->unans_ms = e->entries[s->bl_tail].sent_ms;
 	sl_push_back(e->sessions, &a->s_head, &a->s_tail, si);
 	a->load++;
@@ -2232,6 +2409,8 @@ static int customer_auth(struct disp_engine *e, uint32_t gw, uint64_t session_id
 	*si = sess_find(e, session_id);
 	if (*si == NIL || e->sessions[*si].state == SESS_WRAPUP)
 		return refuse(e, gw, DISP_ERR_UNKNOWN_SESSION, "unknown session", session_id);
+	if (e->sessions[*si].state == SESS_ASSIGNED)
+		agent_prefetch(e, e->sessions[*si].agent);
 	if (e->sessions[*si].cust_gw != gw)
 		return refuse(e, gw, DISP_ERR_FORBIDDEN, "session not opened through this gateway",
 		              session_id);
@@ -2376,6 +2555,7 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 
 	if (!e)
 		return -EINVAL;
+	sess_prefetch(e, session_id);
 	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, session_id, &ai);
 	if (rc)
@@ -2444,6 +2624,7 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 
 	if (!e)
 		return -EINVAL;
+	sess_prefetch(e, session_id);
 	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, session_id, &ai);
 	if (rc)
@@ -2483,7 +2664,7 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 	k = &e->skills[s->skill];
 	/* Before the customer ended: counted as closed by the agent. */
 	k->fig.agent_closed++;
-	e->agents[ai].fig.agent_closed++;
+	e->agents[ai].agent_closed++;
 	count_served(e, si, now_ms);
 	emit_closed(e, s->cust_gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
 	emit_closed(e, gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
@@ -2514,6 +2695,7 @@ int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struc
 	(void)reason; /* kept by the store */
 	if (!e)
 		return -EINVAL;
+	sess_prefetch(e, session_id);
 	now_ms = enter(e, now_ms);
 	rc = agent_auth(e, gw, agent_id, session_id, &ai);
 	if (rc)
@@ -2667,15 +2849,17 @@ int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id
 	a = e->agents[ai]; /* a copy: the getter changes nothing */
 	acct(&a, now_ms);
 	*out = a.fig;
+	out->online_ms = a.online_ms;
+	out->serving_ms = a.serving_ms;
+	out->ready_idle_ms = a.ready_idle_ms;
+	out->break_ms = a.break_ms;
+	out->agent_closed = a.agent_closed;
 	out->state = a.state;
 	out->load = a.load;
 	out->capacity = a.cap;
-	out->customers_per_hour =
-	        a.fig.online_ms ? clamp32(a.fig.served * 3600000u / a.fig.online_ms) : 0;
-	out->service_ratio_pct = a.fig.online_ms
-	                                 ? (uint32_t)((a.fig.serving_ms + a.fig.ready_idle_ms) *
-	                                              100u / a.fig.online_ms)
-	                                 : 0;
+	out->customers_per_hour = a.online_ms ? clamp32(a.fig.served * 3600000u / a.online_ms) : 0;
+	out->service_ratio_pct =
+	        a.online_ms ? (uint32_t)((a.serving_ms + a.ready_idle_ms) * 100u / a.online_ms) : 0;
 	return 0;
 }
 
@@ -2724,13 +2908,19 @@ static int check_queues(const struct disp_engine *e, uint32_t *walked)
 		/* Nobody waits while an agent of the skill has room. */
 		CHECK(total == 0 || sk->heap_n == 0);
 		for (uint32_t i = 0; i < sk->heap_n; i++) {
-			uint32_t ai = sk->heap[i];
+			const struct hent *h = &sk->heap[i];
+			struct hent now;
+			uint32_t ai = h->ai;
 
 			CHECK(ai < e->nb_agents);
 			CHECK(e->ask[(size_t)ai * e->nb_skills + k].pos == i);
 			CHECK(agent_offered(&e->agents[ai]) && e->agents[ai].listed);
+			/* The copied key is the agent's current one. */
+			now = hent_key(e, k, ai);
+			CHECK(memcmp(&now, h, sizeof(now)) == 0);
 			if (i > 0)
-				CHECK(!better(e, k, ai, sk->heap[(i - 1) / 2]));
+				CHECK(!hent_better(sk->conf.strategy, h,
+				                   &sk->heap[(i - 1) >> heap_shift(sk)]));
 		}
 	}
 	return 0;

@@ -22,6 +22,7 @@ struct disp_text {
 	uint32_t off; /* byte offset of the block in the arena */
 	uint16_t len; /* bytes used */
 	uint8_t cls;  /* size class of the block */
+	uint8_t tag;  /* the holder's own byte (a spare one): the pool clears it, never reads it */
 };
 
 struct disp_pool_class {

@@ -163,10 +163,20 @@ void disp_timer_init(struct disp_timer *t, uint32_t owner, uint16_t kind)
 
 void disp_wheel_add(struct disp_wheel *w, struct disp_timer *t, uint64_t expires_ms)
 {
-	if (disp_timer_pending(t))
+	if (disp_timer_pending(t)) {
+		/*
+		 * Re-armed within the slot it already sits in (a heartbeat pushed
+		 * back by a few ms, typically): it stays where it is. Moving it
+		 * would write its two neighbours, other owners' memory, for nothing.
+		 */
+		if (slot_for(w, expires_ms) == t->level) {
+			t->expires_ms = expires_ms;
+			return;
+		}
 		unlink_timer(w, t);
-	else
+	} else {
 		w->pending++;
+	}
 	t->expires_ms = expires_ms;
 	link_timer(w, t);
 }
@@ -243,6 +253,10 @@ uint32_t disp_wheel_advance(struct disp_wheel *w, uint64_t now_ms, disp_timer_fn
 	uint32_t n;
 
 	if (now_ms < w->now_ms)
+		return 0;
+	/* The same millisecond again with nothing due: every call starts here. */
+	if (now_ms == w->now_ms &&
+	    w->slots[0][now_ms & LVL_MASK].next == &w->slots[0][now_ms & LVL_MASK])
 		return 0;
 	/* timers added when already due */
 	n = fire_slot(w, (unsigned int)(w->now_ms & LVL_MASK), fire, ctx);
