@@ -147,7 +147,7 @@ static struct sim_event heap_pop(struct sim *s)
 	uint32_t i = 0, n = s->heap_n;
 
 	for (;;) {
-		uint32_t l = 2 * i + 1, m = i;
+		uint32_t l = 2 * i + 1, m;
 
 		if (l >= n)
 			break;
@@ -231,7 +231,7 @@ static void on_assigned(struct sim *s, const struct disp_out *o)
 {
 	struct sim_slot *slot = tab_find(s, o->session_id);
 	uint64_t arrival, customer, wait_us;
-	struct sim_event ev;
+	struct sim_event ev = {0};
 
 	if (slot) {
 		arrival = slot->arrival_us;

@@ -424,8 +424,8 @@ cfg_vfail(struct cfg_ctx *c, size_t line, const char *path, const char *fmt, va_
 		n = snprintf(c->err, c->errlen, "%s:%zu: ", c->name, line);
 	if (n >= 0 && (size_t)n < c->errlen)
 		/* clang-analyzer 14 loses track of va_start in the caller */
-		vsnprintf(c->err + n, c->errlen - (size_t)n, fmt,
-		          ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+		// NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+		vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
 	return -EINVAL;
 }
 

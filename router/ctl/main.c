@@ -238,11 +238,11 @@ int main(int argc, char **argv)
 			check_only = 1;
 			break;
 		case 'i':
-			if (strcmp(optarg, "kernel") && strcmp(optarg, "dpdk")) {
+			kernel_io = strcmp(optarg, "kernel") == 0;
+			if (!kernel_io && strcmp(optarg, "dpdk") != 0) {
 				fprintf(stderr, "surge-router: --io must be dpdk or kernel\n");
 				return 2;
 			}
-			kernel_io = !strcmp(optarg, "kernel");
 			break;
 		case 'h':
 			usage(stdout);
