@@ -20,13 +20,38 @@
  * what one more unit of max_sessions (a slot) and of queue_capacity adds:
  * measured with disp_footprint (the bytes disp_create allocated).
  *
+ * Wall-clock time on a small shared VM is noisy and, at the largest sizes,
+ * dominated by cache misses (random sessions and agents far beyond the last
+ * level cache). So --callgrind, run under valgrind's callgrind, measures what
+ * the clock cannot separate: after the same warm-up, a fixed number of cycles
+ * per size and implementation between callgrind client requests, each dumped
+ * as "<impl>-<sweep>-<size>": the instructions executed (the algorithmic cost,
+ * deterministic) and, with --cache-sim=yes, the simulated last-level misses.
+ * bench/run.sh runs it and renders the dumps. Outside valgrind it refuses.
+ *
  * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)]
+ *        valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no [--cache-sim=yes] \
+ *            bench_dispatch --callgrind [--cycles N (20000)] [--json FILE]
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* valgrind's headers (package valgrind) only for --callgrind: without them the
+ * bench still builds, and --callgrind refuses */
+#if defined(__has_include) && __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND             0
+#define CALLGRIND_START_INSTRUMENTATION ((void)0)
+#define CALLGRIND_STOP_INSTRUMENTATION  ((void)0)
+#define CALLGRIND_ZERO_STATS            ((void)0)
+#define CALLGRIND_TOGGLE_COLLECT        ((void)0)
+#define CALLGRIND_DUMP_STATS_AT(name)   ((void)(name))
+#endif
 
 #include "dispatch.h"
 
@@ -38,6 +63,11 @@
 #define TICK_EVERY 1024u /* cycles per virtual ms (and per disp_tick) */
 
 static double g_seconds = 0.4;
+static uint64_t g_cg_cycles; /* --callgrind: cycles per measured window, else 0 */
+
+/* Under callgrind, naive's scan of every agent per open makes 100k agents
+ * take minutes (about 0.5 M instructions per cycle): that size is skipped. */
+#define CG_NAIVE_MAX_AGENTS 10000u
 
 static double now_s(void)
 {
@@ -461,14 +491,35 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 				d.failures++;
 	}
 
+	/* Under callgrind the setup runs uninstrumented (--instr-atstart=no), fast;
+	 * the simulated caches then warm up with the cycles, like the real ones. */
+	if (g_cg_cycles)
+		CALLGRIND_START_INSTRUMENTATION;
 	/* warm up (caches, branch predictors), then whole batches until the time is up */
 	run_cycles(&d, im == &engine_impl ? 100000 : 2000);
 	t0 = now_s();
-	do {
-		run_cycles(&d, 256);
-		ops += 4 * 256;
-		t = now_s() - t0;
-	} while (t < g_seconds);
+	if (g_cg_cycles) {
+		/* naive costs up to 0.5 M instructions a cycle: a tenth suffices */
+		uint64_t n = im == &engine_impl ? g_cg_cycles : g_cg_cycles / 10;
+		char name[64];
+
+		/* --collect-atstart=no: collection is off until the toggle */
+		snprintf(name, sizeof(name), "%s-%s-%u", im->name, sweep,
+		         waiting ? waiting : agents);
+		CALLGRIND_ZERO_STATS;
+		CALLGRIND_TOGGLE_COLLECT;
+		run_cycles(&d, n);
+		CALLGRIND_TOGGLE_COLLECT;
+		CALLGRIND_DUMP_STATS_AT(name);
+		CALLGRIND_STOP_INSTRUMENTATION;
+		ops = 4 * n;
+	} else {
+		do {
+			run_cycles(&d, 256);
+			ops += 4 * 256;
+		} while (now_s() - t0 < g_seconds);
+	}
+	t = now_s() - t0;
 
 	r->impl = im->name;
 	r->sweep = sweep;
@@ -552,11 +603,110 @@ static const uint32_t agent_sizes[NB_SIZES] = {1000, 10000, 100000};
 static const uint32_t queue_sizes[NB_SIZES] = {10000, 100000, 1000000};
 #define QUEUE_AGENTS 1000u
 
+/* One --callgrind window; FILE lists the windows so the report can divide the
+ * dumped counts by their ops. 1 if skipped, 0 done, -1 on error. */
+static int callgrind_window(FILE *f, const struct impl *im, const char *sweep, uint32_t agents,
+                            uint32_t waiting, bool first, uint64_t *failures)
+{
+	uint32_t size = waiting ? waiting : agents;
+	double t0 = now_s();
+	struct result r;
+
+	if (im == &naive_impl && agents > CG_NAIVE_MAX_AGENTS) {
+		printf("  %s-%s-%u: skipped (a scan of every agent per open takes minutes "
+		       "under valgrind)\n",
+		       im->name, sweep, size);
+		return 1;
+	}
+	if (measure(im, sweep, agents, waiting, &r) < 0)
+		return -1;
+	printf("  %s-%s-%u: %llu ops, %u assigned, %u waiting, %.0f s under valgrind%s\n", r.impl,
+	       r.sweep, size, (unsigned long long)r.ops, r.active, r.waiting, now_s() - t0,
+	       r.failures ? "  (failures!)" : "");
+	*failures += r.failures;
+	if (f)
+		fprintf(f,
+		        "%s    {\"dump\": \"%s-%s-%u\", \"impl\": \"%s\", \"sweep\": \"%s\", "
+		        "\"size\": %u, \"agents\": %u, \"active\": %u, \"waiting\": %u, "
+		        "\"ops\": %llu, \"failures\": %llu}",
+		        first ? "" : ",\n", r.impl, r.sweep, size, r.impl, r.sweep, size, r.agents,
+		        r.active, r.waiting, (unsigned long long)r.ops,
+		        (unsigned long long)r.failures);
+	return 0;
+}
+
+/* --callgrind: a fixed window per implementation, sweep and size, each dumped
+ * by callgrind under its name; the counting happens in valgrind. */
+static int callgrind_main(const char *json)
+{
+	const struct impl *impls[2] = {&engine_impl, &naive_impl};
+	uint64_t failures = 0;
+	FILE *f = NULL;
+	bool first = true;
+	int rc = 1;
+
+	if (!RUNNING_ON_VALGRIND) {
+		fprintf(stderr, "bench_dispatch: --callgrind counts only under valgrind; run\n"
+		                "  valgrind --tool=callgrind --instr-atstart=no "
+		                "--collect-atstart=no --cache-sim=yes "
+		                "bench_dispatch --callgrind\n");
+		return 2;
+	}
+	if (json) {
+		f = fopen(json, "w");
+		if (!f) {
+			perror(json);
+			return 1;
+		}
+		fprintf(f,
+		        "{\n  \"capacity\": %u,\n  \"ops_per_cycle\": 4,\n  \"cycles\": %llu,\n"
+		        "  \"naive_cycles\": %llu,\n  \"naive_max_agents\": %u,\n  \"windows\": "
+		        "[\n",
+		        CAPACITY, (unsigned long long)g_cg_cycles,
+		        (unsigned long long)(g_cg_cycles / 10), CG_NAIVE_MAX_AGENTS);
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0); /* progress, minutes long */
+	printf("dispatcher under callgrind: per window after the warm-up %llu cycles (%llu ops) "
+	       "for the engine, a tenth for naive; dumped as <impl>-<sweep>-<size>\n",
+	       (unsigned long long)g_cg_cycles, (unsigned long long)(4 * g_cg_cycles));
+	for (int i = 0; i < 2; i++) {
+		for (int k = 0; k < NB_SIZES; k++) {
+			int w = callgrind_window(f, impls[i], "agents", agent_sizes[k], 0, first,
+			                         &failures);
+
+			if (w < 0)
+				goto out_measure;
+			first = first && w;
+		}
+		for (int k = 0; k < NB_SIZES; k++) {
+			int w = callgrind_window(f, impls[i], "queue", QUEUE_AGENTS, queue_sizes[k],
+			                         first, &failures);
+
+			if (w < 0)
+				goto out_measure;
+			first = first && w;
+		}
+	}
+	if (f)
+		fprintf(f, "\n  ],\n  \"failures\": %llu\n}\n", (unsigned long long)failures);
+	rc = failures ? 1 : 0;
+	goto out_close;
+out_measure:
+	perror("measure");
+out_close:
+	if (f && fclose(f)) {
+		perror(json);
+		rc = 1;
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct result res[2][2][NB_SIZES]; /* impl, sweep, size */
 	const struct impl *impls[2] = {&engine_impl, &naive_impl};
 	const char *json = NULL;
+	bool callgrind = false;
 	double growth[2][2];
 	struct memory mem;
 	uint64_t failures = 0;
@@ -567,11 +717,26 @@ int main(int argc, char **argv)
 			json = argv[++i];
 		} else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
 			g_seconds = atof(argv[++i]);
+		} else if (!strcmp(argv[i], "--callgrind")) {
+			callgrind = true;
+		} else if (!strcmp(argv[i], "--cycles") && i + 1 < argc) {
+			g_cg_cycles = strtoull(argv[++i], NULL, 10);
 		} else {
-			fprintf(stderr, "usage: %s [--json FILE] [--seconds S]\n", argv[0]);
+			fprintf(stderr,
+			        "usage: %s [--json FILE] [--seconds S]\n"
+			        "       valgrind --tool=callgrind --instr-atstart=no "
+			        "--collect-atstart=no "
+			        "[--cache-sim=yes] %s --callgrind [--cycles N] [--json FILE]\n",
+			        argv[0], argv[0]);
 			return 2;
 		}
 	}
+	if (callgrind) {
+		if (!g_cg_cycles)
+			g_cg_cycles = 20000;
+		return callgrind_main(json);
+	}
+	g_cg_cycles = 0;
 
 	memory_measure(&mem);
 	printf("dispatcher micro-benchmark: one core, 4 ops per cycle "

@@ -65,6 +65,32 @@ rm -f "$out/dispatch.json"
 echo "== dispatcher micro-benchmark"
 "$BUILD/bench_dispatch" --json "$out/dispatch.json" || echo "bench_dispatch failed (status $?)"
 
+# The same cycles under callgrind: the instructions per op (the algorithmic
+# cost, exact and free of the VM's noise) and the last-level data misses of a
+# simulated cache (what the wall clock adds at large sizes), per size, engine
+# and naive. About 2 minutes on one core. The simulated LL takes the geometry
+# the kernel reports (valgrind's own CPUID probe misreads this VM's L3).
+rm -f "$out"/callgrind.* "$out/dispatch-callgrind.json"
+if command -v valgrind >/dev/null 2>&1; then
+	ll=()
+	c=/sys/devices/system/cpu/cpu0/cache/index3
+	if [ "$(cat $c/level 2>/dev/null)" = 3 ]; then
+		size=$(cat $c/size)
+		case $size in
+		*K) size=$((${size%K} * 1024)) ;;
+		*M) size=$((${size%M} * 1048576)) ;;
+		esac
+		ll=(--LL="$size,$(cat $c/ways_of_associativity),$(cat $c/coherency_line_size)")
+	fi
+	echo "== dispatcher under callgrind (${ll[*]:-LL from valgrind}): instructions and LL misses per op"
+	valgrind --tool=callgrind --cache-sim=yes "${ll[@]}" --instr-atstart=no --collect-atstart=no \
+		--callgrind-out-file="$out/callgrind.%p" --log-file="$out/callgrind.log" \
+		"$BUILD/bench_dispatch" --callgrind --json "$out/dispatch-callgrind.json" ||
+		echo "bench_dispatch --callgrind failed (status $?, see $out/callgrind.log)"
+else
+	echo "valgrind missing (deploy/install-deps.sh): no instruction counts in the report"
+fi
+
 /usr/bin/python3 - "$out" docs/benchmarks.md <<'PY'
 import glob, json, os, platform, subprocess, sys, time
 out, md = sys.argv[1], sys.argv[2]
@@ -162,5 +188,87 @@ with open(md, "w") as f:
                 "unit of max_sessions / queue_capacity / max_agents, from %s; held text (questions, "
                 "messages) comes on top, from the fixed-size text pool.\n" % (
                     "`disp_footprint`" if m["source"] == "disp_footprint" else "malloc's accounting (mallinfo2) around disp_create"))
+    cpath = os.path.join(out, "dispatch-callgrind.json")
+    if os.path.exists(dpath) and os.path.exists(cpath):
+        with open(cpath) as cf:
+            c = json.load(cf)
+        # every callgrind dump: its name (the client request's), events, totals
+        dumps, ll = {}, "?"
+        for path in glob.glob(os.path.join(out, "callgrind.*")):
+            name, events, total = None, None, None
+            try:
+                with open(path, errors="replace") as cf:
+                    for line in cf:
+                        if line.startswith("desc: Trigger: Client Request: "):
+                            name = line.split(": ", 3)[3].strip()
+                        elif line.startswith("desc: LL cache: "):
+                            ll = line.split(": ", 2)[2].strip()
+                        elif line.startswith("events: "):
+                            events = line.split()[1:]
+                        elif line.startswith(("summary: ", "totals: ")) and events:
+                            v = [int(x) for x in line.split()[1:]]
+                            total = dict(zip(events, v + [0] * (len(events) - len(v))))
+                            break
+            except (OSError, ValueError):
+                continue
+            if name and total:
+                dumps[name] = total
+        rows = []
+        for w in c["windows"]:
+            t = dumps.get(w["dump"])
+            if not t or not w["ops"]:
+                continue
+            miss = t["DLmr"] + t["DLmw"] if "DLmr" in t else None
+            rows.append(dict(w, ir=t["Ir"] / w["ops"], miss=None if miss is None else miss / w["ops"]))
+        def growth(impl, sweep):
+            rs = sorted((r for r in rows if r["impl"] == impl and r["sweep"] == sweep), key=lambda r: r["size"])
+            if len(rs) < 2:
+                return None
+            lo, hi = rs[0], rs[-1]
+            if lo["miss"] is None:
+                miss = "not simulated"
+            elif lo["miss"] >= 0.05:
+                miss = "%.2fx" % (hi["miss"] / lo["miss"])
+            else:
+                miss = "+%.3f per op (from %.4f: ~0)" % (hi["miss"] - lo["miss"], lo["miss"])
+            return lo, hi, "%.3fx" % (hi["ir"] / lo["ir"]), miss
+        def k(n): return "%dk" % (n // 1000) if n < 1000000 else "%dM" % (n // 1000000)
+        f.write("\n### Instructions and simulated cache misses per op (callgrind)\n\n")
+        f.write("The same driver, sizes and warm-up under valgrind's callgrind "
+                "(`bench_dispatch --callgrind`): after the warm-up, a fixed window of %d cycles "
+                "(%d ops) for the engine and %d cycles for naive, counted between callgrind client "
+                "requests. *Instructions per op* is the algorithmic cost: exact, repeatable, free of "
+                "the VM's noise. *LL data misses per op* (DLmr + DLmw) come from callgrind's "
+                "simulated caches (last level: %s), a model of what the wall clock adds when "
+                "sessions and agents no longer fit in the cache. Both include the driver's "
+                "work, as the ns/op above do.%s\n\n" % (
+                    c["cycles"], c["cycles"] * c["ops_per_cycle"], c["naive_cycles"], ll,
+                    " naive with more than %d agents is skipped (its scan of every agent per "
+                    "open takes minutes under valgrind)." % c["naive_max_agents"]))
+        f.write("| impl | sweep | agents | assigned | waiting | ops counted | instructions/op | LL data misses/op |\n")
+        f.write("|---|---|---:|---:|---:|---:|---:|---:|\n")
+        for r in rows:
+            f.write("| %s | %s | %d | %d | %d | %d | %.0f | %s |%s\n" % (
+                r["impl"], r["sweep"], r["agents"], r["active"], r["waiting"], r["ops"], r["ir"],
+                "n/a" if r["miss"] is None else "%.3f" % r["miss"],
+                " failures: %d" % r["failures"] if r["failures"] else ""))
+        f.write("\n| growth, largest / smallest size | instructions/op | LL data misses/op | ns/op (above) | target |\n")
+        f.write("|---|---:|---:|---:|---:|\n")
+        for impl in ("engine", "naive"):
+            for sweep, what in (("agents", "agents"), ("queue", "waiting")):
+                gr = growth(impl, sweep)
+                if not gr:
+                    continue
+                lo, hi, ir, miss = gr
+                ns = [r["ns_per_op"] for s in (lo, hi) for r in d["runs"] if (r["impl"], r["sweep"],
+                      r["agents" if sweep == "agents" else "waiting"]) == (impl, sweep, s["size"])]
+                ns = "%.2fx" % (ns[1] / ns[0]) if len(ns) == 2 and ns[0] else "n/a"
+                f.write("| %s, %s %s -> %s | %s | %s | %s | %s |\n" % (
+                    impl, what, k(lo["size"]), k(hi["size"]), ir, miss, ns,
+                    "<= 1.5x" if impl == "engine" else ""))
+        f.write("\nRoughly, ns/op = instructions/op x time per instruction + LL misses/op x memory "
+                "latency: where instructions per op stay flat while misses per op rise, the "
+                "growth in ns/op is the memory hierarchy (random sessions and agents beyond the "
+                "last-level cache), not the algorithm.\n")
 print("wrote", md)
 PY

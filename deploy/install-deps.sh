@@ -16,6 +16,7 @@ packages=(
 	libyaml-dev
 	iproute2 iputils-ping ethtool procps python3
 	clang-format clang-tidy cppcheck
+	valgrind
 )
 
 missing=()
