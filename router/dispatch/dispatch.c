@@ -2417,12 +2417,27 @@ static int customer_auth(struct disp_engine *e, uint32_t gw, uint64_t session_id
 	return 0;
 }
 
+/* A Deliver of one message, to gw; a is the agent it is for or from. */
+static void emit_deliver(struct disp_engine *e, uint32_t gw, uint64_t session_id,
+                         enum disp_side sender, uint64_t msg_id, struct disp_str text,
+                         struct disp_str attachment_ref, uint64_t now_ms, const struct agent *a)
+{
+	struct disp_out o = {.kind = DISP_OUT_DELIVER, .gateway_id = gw, .session_id = session_id};
+
+	o.msg.msg_id = msg_id;
+	o.msg.sender = sender;
+	o.msg.text = dstr(text.ptr, text.len);
+	o.msg.attachment_ref = dstr(attachment_ref.ptr, attachment_ref.len);
+	o.msg.sent_unix_ms = now_ms;
+	o.msg.agent_id = dstr(a->id, a->id_len);
+	emit(e, &o);
+}
+
 int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint64_t msg_id,
                           struct disp_str text, struct disp_str attachment_ref, uint64_t now_ms)
 {
 	struct session *s;
 	const struct agent *a;
-	struct disp_out o = {.kind = DISP_OUT_DELIVER};
 	uint32_t si;
 	int rc;
 
@@ -2456,16 +2471,9 @@ int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_i
 		s->flags &= (uint8_t)~SF_RO_FIRED;
 		sess_arm(e, si);
 	}
-	o.gateway_id = a->gw;
-	o.session_id = session_id;
-	o.msg.msg_id = msg_id;
-	o.msg.sender = DISP_SIDE_CUSTOMER;
-	o.msg.text = dstr(text.ptr, text.len);
-	o.msg.attachment_ref = dstr(attachment_ref.ptr, attachment_ref.len);
-	o.msg.sent_unix_ms = now_ms;
-	o.msg.agent_id = dstr(a->id, a->id_len);
 	e->st.delivered_to_agent++;
-	emit(e, &o);
+	emit_deliver(e, a->gw, session_id, DISP_SIDE_CUSTOMER, msg_id, text, attachment_ref, now_ms,
+	             a);
 	return 0;
 }
 
@@ -2547,7 +2555,6 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
                        struct disp_str agent_id, uint64_t msg_id, struct disp_str text,
                        struct disp_str attachment_ref, bool hold, uint64_t now_ms)
 {
-	struct disp_out o = {.kind = DISP_OUT_DELIVER};
 	struct session *s;
 	struct agent *a;
 	uint32_t ai, si;
@@ -2591,16 +2598,9 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 		s->hold_ms = 0;
 	}
 	sess_arm(e, si);
-	o.gateway_id = s->cust_gw;
-	o.session_id = session_id;
-	o.msg.msg_id = msg_id;
-	o.msg.sender = DISP_SIDE_AGENT;
-	o.msg.text = dstr(text.ptr, text.len);
-	o.msg.attachment_ref = dstr(attachment_ref.ptr, attachment_ref.len);
-	o.msg.sent_unix_ms = now_ms;
-	o.msg.agent_id = dstr(a->id, a->id_len);
 	e->st.delivered_to_customer++;
-	emit(e, &o);
+	emit_deliver(e, s->cust_gw, session_id, DISP_SIDE_AGENT, msg_id, text, attachment_ref,
+	             now_ms, a);
 	return 0;
 }
 
