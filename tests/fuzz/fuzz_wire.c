@@ -99,22 +99,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define FUZZ_MAX_SEEDS 16
 #define FUZZ_MAX_INPUT 4096
 
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
-static size_t rng_below(size_t n)
-{
-	return n ? (size_t)(rng_next() % n) : 0;
-}
-
 struct seed {
 	uint8_t *bytes; /* a whole Packet */
 	size_t len;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shared by the fuzz targets' FUZZ_REPLAY_MAIN builds: feed a file, or every
- * file of a directory tree, to LLVMFuzzerTestOneInput.
+ * Shared by the fuzz targets' FUZZ_REPLAY_MAIN builds: a seeded generator,
+ * and feeding a file, or every file of a directory tree, to
+ * LLVMFuzzerTestOneInput.
  */
 #ifndef SURGE_FUZZ_REPLAY_H
 #define SURGE_FUZZ_REPLAY_H
@@ -13,6 +14,23 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* splitmix64: the replays' seeded generator (seed it by setting rng_state) */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+	uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+static size_t rng_below(size_t n)
+{
+	return n ? (size_t)(rng_next() % n) : 0;
+}
 
 /* Returns 0, or -1 when a path cannot be read (said on stderr). */
 static int replay_path(const char *path)
