@@ -186,6 +186,8 @@ struct agent {
 	uint32_t nb_skills; /* its skills are agent_skills[slot * nb_skills ...] */
 	bool listed;        /* in its skills' heaps */
 	bool idle_alerted, break_alerted;
+	bool restored;        /* held sessions at a restart and has not logged in since:
+	                         its hb_timer is the deadline to come back */
 	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
 	uint64_t idle_since;  /* load last went to 0, or login */
 	uint64_t load_since;  /* load last changed, or became eligible */
@@ -262,6 +264,10 @@ _Static_assert(DISP_MAX_OVERFLOW < 8 && NB_PRIO <= 8, "ov_step and prio are 3 bi
 struct disp_engine {
 	disp_emit_fn *emit;
 	void *emit_ctx;
+	disp_journal_fn *journal; /* NULL: nothing kept */
+	void *journal_ctx;
+	uint32_t gen_floor; /* generation of a slot's first use (ids above the last run's) */
+	bool used;          /* a request has been made: too late to restore */
 	uint32_t nb_skills;
 	uint32_t max_agents;
 	uint32_t max_sessions;
@@ -387,7 +393,17 @@ static void emit(struct disp_engine *e, const struct disp_out *o)
 	e->emit(e->emit_ctx, o);
 }
 
+/* To the store: kept across a restart. */
+static void journal(struct disp_engine *e, struct disp_event *ev)
+{
+	if (e->journal) {
+		ev->ts_ms = e->now;
+		e->journal(e->journal_ctx, ev);
+	}
+}
+
 /* Refuse a request: one ERROR to the requester, nothing else changes. */
+
 static int refuse(struct disp_engine *e, uint32_t gw, enum disp_error code, const char *detail,
                   uint64_t ref)
 {
@@ -674,6 +690,16 @@ static void q_push(struct disp_engine *e, uint32_t si, bool front)
 	k->q_mask |= 1u << c;
 	e->st.sessions_waiting++;
 	skill_dirty(k);
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_QUEUED,
+		                        .session_id = sess_id(e, si),
+		                        .skill = skill_name(e, s->skill),
+		                        .priority = s->prio,
+		                        .waiting_since_ms = s->enq_ms,
+		                        .front = front};
+
+		journal(e, &ev);
+	}
 }
 
 static void q_remove(struct disp_engine *e, uint32_t si)
@@ -1035,6 +1061,16 @@ static void emit_sla(struct disp_engine *e, enum disp_sla_kind kind, uint32_t gw
 		o.skill = skill_name(e, s);
 		e->skills[s].fig.sla_alerts[kind]++;
 	}
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_SLA_ALERT,
+		                        .session_id = o.session_id,
+		                        .agent = o.agent_id,
+		                        .skill = o.skill,
+		                        .sla = kind,
+		                        .elapsed_ms = elapsed};
+
+		journal(e, &ev);
+	}
 	emit(e, &o);
 }
 
@@ -1110,6 +1146,14 @@ static void agent_set_state(struct disp_engine *e, uint32_t ai, enum disp_agent_
 	}
 	a->state = st;
 	agent_count(e, ai, +1);
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_AGENT_STATE,
+		                        .gw = a->gw,
+		                        .agent = dstr(a->id, a->id_len),
+		                        .state = st};
+
+		journal(e, &ev);
+	}
 	if (!agent_online(st))
 		disp_wheel_cancel(&e->wheel, &a->hb_timer);
 	agent_relist(e, ai, now);
@@ -1212,7 +1256,7 @@ static uint32_t sess_alloc(struct disp_engine *e)
 	/* Fresh slots first, then the oldest freed: an id is reused as late as possible. */
 	if (e->s_bump < e->max_sessions) {
 		si = e->s_bump++;
-		e->sessions[si].gen = 1;
+		e->sessions[si].gen = e->gen_floor;
 		disp_timer_init(&e->sessions[si].timer, si, T_SESSION);
 	} else if (e->f_head != NIL) {
 		si = e->f_head;
@@ -1258,6 +1302,33 @@ static void sess_free(struct disp_engine *e, uint32_t si)
 	sl_push_back(e->sessions, &e->f_head, &e->f_tail, si);
 }
 
+/* The customer side of si is over: what the history keeps of it. */
+static void journal_ended(struct disp_engine *e, uint32_t si, enum disp_close_reason why,
+                          uint32_t rating, bool complaint, bool by_agent, struct disp_str notes)
+{
+	const struct session *s = &e->sessions[si];
+	uint32_t ai = s->agent != NIL ? s->agent : s->last_agent;
+	struct disp_event ev = {.kind = DISP_EV_ENDED,
+	                        .session_id = sess_id(e, si),
+	                        .gw = s->cust_gw,
+	                        .reason = why,
+	                        .rating = rating,
+	                        .complaint = complaint,
+	                        .by_agent = by_agent,
+	                        .customer = dstr(s->cid, s->cid_len),
+	                        .skill = skill_name(e, s->skill),
+	                        .opened_ms = s->opened_ms,
+	                        .question =
+	                                dstr(disp_pool_ptr(&e->pool, s->question), s->question.len),
+	                        .text = notes};
+
+	if (!e->journal)
+		return;
+	if (ai != NIL)
+		ev.agent = dstr(e->agents[ai].id, e->agents[ai].id_len);
+	journal(e, &ev);
+}
+
 static void emit_closed(struct disp_engine *e, uint32_t gw, uint64_t id, enum disp_close_reason why,
                         const struct agent *a)
 {
@@ -1292,7 +1363,8 @@ static void emit_queued_now(struct disp_engine *e, uint32_t si)
 	emit_queued(e, si, pos, q_eta(&e->skills[e->sessions[si].skill], pos));
 }
 
-static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
+/* The agent's copy of ASSIGNED: everything it needs to take the conversation up. */
+static void emit_assigned_agent(struct disp_engine *e, uint32_t si, uint64_t now)
 {
 	struct session *s = &e->sessions[si];
 	const struct agent *a = &e->agents[s->agent];
@@ -1330,16 +1402,23 @@ static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
 	o.backlog = n ? e->scratch : NULL;
 	o.nb_backlog = n;
 	emit(e, &o);
+}
 
+static void emit_assigned(struct disp_engine *e, uint32_t si, uint64_t now)
+{
+	const struct session *s = &e->sessions[si];
+	const struct agent *a = &e->agents[s->agent];
+	struct disp_out o = {0};
+
+	emit_assigned_agent(e, si, now);
 	/* The customer learns who serves it and nothing of anyone else's data. */
-	memset(&o, 0, sizeof(o));
 	o.kind = DISP_OUT_ASSIGNED;
 	o.gateway_id = s->cust_gw;
 	o.session_id = sess_id(e, si);
 	o.agent_id = dstr(a->id, a->id_len);
 	o.skill = skill_name(e, s->skill);
 	o.waited_ms = since(now, s->opened_ms);
-	o.transferred = tr;
+	o.transferred = (s->flags & SF_TRANSFERRED) != 0;
 	emit(e, &o);
 }
 
@@ -1425,6 +1504,15 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 	agent_arm_clock(e, ai, now);
 	e->st.sessions_assigned++;
 	sess_arm(e, si);
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_ASSIGNED,
+		                        .session_id = sess_id(e, si),
+		                        .gw = a->gw,
+		                        .agent = dstr(a->id, a->id_len),
+		                        .skill = skill_name(e, s->skill)};
+
+		journal(e, &ev);
+	}
 	emit_assigned(e, si, now);
 }
 
@@ -1622,8 +1710,11 @@ static void agent_disconnect(struct disp_engine *e, uint32_t ai, uint32_t gone_g
 		struct session *s = &e->sessions[si];
 
 		if (s->state == SESS_WRAPUP || (use_gw && s->cust_gw == gone_gw)) {
-			if (s->state != SESS_WRAPUP)
+			if (s->state != SESS_WRAPUP) {
+				journal_ended(e, si, DISP_CLOSE_ABANDONED, 0, false, false,
+				              dstr(NULL, 0));
 				sess_closed(e, true);
+			}
 			release(e, si, now);
 			sess_free(e, si);
 			continue;
@@ -1765,8 +1856,11 @@ static void on_timer(void *ctx, struct disp_timer *t)
 	case T_HEARTBEAT: {
 		struct agent *a = &e->agents[t->owner];
 
-		if (agent_online(a->state))
+		if (agent_online(a->state) || a->restored) {
+			/* Restored but not back in time: as if it had just disconnected. */
+			a->restored = false;
 			agent_disconnect(e, t->owner, 0, false, now);
+		}
 		break;
 	}
 	case T_AGENT:
@@ -1834,6 +1928,7 @@ static uint64_t enter(struct disp_engine *e, uint64_t now_ms)
 {
 	if (now_ms < e->now)
 		now_ms = e->now;
+	e->used = true;
 	disp_wheel_advance(&e->wheel, now_ms, on_timer, e);
 	e->now = now_ms;
 	drain_rings(e);
@@ -1972,6 +2067,9 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	e->footprint = sizeof(*e);
 	e->emit = conf->emit;
 	e->emit_ctx = conf->emit_ctx;
+	e->journal = conf->journal;
+	e->journal_ctx = conf->journal_ctx;
+	e->gen_floor = 1;
 	e->nb_skills = conf->nb_skills;
 	e->max_agents = or_default(conf->max_agents, DEF_MAX_AGENTS);
 	e->max_sessions = or_default(conf->max_sessions, DEF_MAX_SESSIONS);
@@ -2129,6 +2227,13 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	agent_set_state(e, ai, DISP_AGENT_READY, now_ms);
 	agent_touch(e, ai, now_ms);
 	emit_state(e, a, true, NULL);
+	if (a->restored) {
+		/* Back after a restart of ours: its workbench gets its sessions again. */
+		a->restored = false;
+		for (uint32_t si = a->s_head; si != NIL; si = e->sessions[si].next)
+			if (e->sessions[si].state == SESS_ASSIGNED)
+				emit_assigned_agent(e, si, now_ms);
+	}
 	agent_pull(e, ai, now_ms);
 	return 0;
 }
@@ -2292,6 +2397,21 @@ static bool agent_at_hand(const struct disp_engine *e, uint32_t s)
 	return false;
 }
 
+/* Busy with leave_message: the follow-up is kept. */
+static void journal_left_message(struct disp_engine *e, uint32_t gw, const struct disp_open *req,
+                                 uint32_t sk)
+{
+	struct disp_event ev = {.kind = DISP_EV_LEFT_MESSAGE,
+	                        .gw = gw,
+	                        .open_ref = req->open_ref,
+	                        .customer = req->customer_id,
+	                        .tenant = req->tenant,
+	                        .skill = skill_name(e, sk),
+	                        .question = req->question};
+
+	journal(e, &ev);
+}
+
 int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open *req,
                       uint64_t now_ms)
 {
@@ -2328,6 +2448,7 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 		busy.leave_message = true;
 		busy.reason = dstr("closed", 6);
 		k->fig.left_message++;
+		journal_left_message(e, gw, req, sk);
 		e->st.sessions_busy++;
 		emit(e, &busy);
 		return -EBUSY;
@@ -2337,6 +2458,7 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 		busy.leave_message = true;
 		busy.reason = dstr("queue full", 10);
 		k->fig.left_message++;
+		journal_left_message(e, gw, req, sk);
 		e->st.sessions_busy++;
 		e->st.sessions_busy_queue_full++;
 		emit(e, &busy);
@@ -2374,6 +2496,21 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 	e->st.sessions_opened++;
 	e->st.sessions_open++;
 	k->fig.offered++;
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_OPENED,
+		                        .session_id = sess_id(e, si),
+		                        .gw = gw,
+		                        .customer = req->customer_id,
+		                        .tenant = req->tenant,
+		                        .skill = skill_name(e, sk),
+		                        .channel = req->channel,
+		                        .priority = s->prio,
+		                        .open_ref = req->open_ref,
+		                        .opened_ms = now_ms,
+		                        .question = req->question};
+
+		journal(e, &ev);
+	}
 
 	/* Through the skill's arrival ring; we are its consumer, so it is placed at once. */
 	if (disp_ring_push(k->ring, si) < 0) {
@@ -2433,6 +2570,18 @@ static void emit_deliver(struct disp_engine *e, uint32_t gw, uint64_t session_id
 	emit(e, &o);
 }
 
+static void journal_msg_in(struct disp_engine *e, uint64_t session_id, uint64_t msg_id,
+                           struct disp_str text, struct disp_str attachment_ref)
+{
+	struct disp_event ev = {.kind = DISP_EV_MSG_IN,
+	                        .session_id = session_id,
+	                        .msg_id = msg_id,
+	                        .text = text,
+	                        .attachment = attachment_ref};
+
+	journal(e, &ev);
+}
+
 int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_id, uint64_t msg_id,
                           struct disp_str text, struct disp_str attachment_ref, uint64_t now_ms)
 {
@@ -2462,8 +2611,10 @@ int disp_customer_message(struct disp_engine *e, uint32_t gw, uint64_t session_i
 		    0)
 			return refuse(e, gw, DISP_ERR_OVERLOADED, "no memory for the message",
 			              msg_id);
+		journal_msg_in(e, session_id, msg_id, text, attachment_ref);
 		return 0;
 	}
+	journal_msg_in(e, session_id, msg_id, text, attachment_ref);
 	a = &e->agents[s->agent];
 	bl_record(e, s, DISP_SIDE_CUSTOMER, msg_id, text, attachment_ref, now_ms, s->agent);
 	if (s->unans_ms == 0) {
@@ -2503,6 +2654,7 @@ int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, ui
 	if (s->state == SESS_QUEUED) {
 		q_remove(e, si);
 		k->fig.abandoned++;
+		journal_ended(e, si, DISP_CLOSE_ABANDONED, rating, complaint, false, dstr(NULL, 0));
 		emit_closed(e, gw, session_id, DISP_CLOSE_ABANDONED, NULL);
 		sess_closed(e, true);
 		sess_free(e, si);
@@ -2517,6 +2669,7 @@ int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, ui
 		a->fig.complaints++;
 	}
 	count_served(e, si, now_ms);
+	journal_ended(e, si, DISP_CLOSE_CUSTOMER_ENDED, rating, complaint, false, dstr(NULL, 0));
 	emit_closed(e, gw, session_id, DISP_CLOSE_CUSTOMER_ENDED, a);
 	emit_closed(e, a->gw, session_id, DISP_CLOSE_CUSTOMER_ENDED, a);
 	sess_closed(e, false);
@@ -2579,6 +2732,17 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 		return rc;
 	s = &e->sessions[si];
 	a = &e->agents[ai];
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_MSG_OUT,
+		                        .session_id = session_id,
+		                        .msg_id = msg_id,
+		                        .agent = agent_id,
+		                        .text = text,
+		                        .attachment = attachment_ref,
+		                        .hold = hold};
+
+		journal(e, &ev);
+	}
 	bl_record(e, s, DISP_SIDE_AGENT, msg_id, text, attachment_ref, now_ms, ai);
 	/* Any agent message answers everything the customer said so far. */
 	if (!(s->flags & SF_REPLIED)) {
@@ -2602,6 +2766,19 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 	emit_deliver(e, s->cust_gw, session_id, DISP_SIDE_AGENT, msg_id, text, attachment_ref,
 	             now_ms, a);
 	return 0;
+}
+
+/* Notes for a session already closed for its customer. */
+static void journal_notes(struct disp_engine *e, const struct session *s, uint64_t session_id,
+                          uint32_t ai, struct disp_str notes)
+{
+	struct disp_event ev = {.kind = DISP_EV_NOTES,
+	                        .session_id = session_id,
+	                        .customer = dstr(s->cid, s->cid_len),
+	                        .agent = dstr(e->agents[ai].id, e->agents[ai].id_len),
+	                        .text = notes};
+
+	journal(e, &ev);
 }
 
 /* The service record: required, even when the customer left at once. */
@@ -2641,14 +2818,19 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 		 */
 		s = &e->sessions[low - 1];
 		if (s->state == SESS_FREE && s->gen == (uint32_t)(session_id >> 32) + 1 &&
-		    s->last_agent == ai)
-			return check_notes(e, gw, notes, session_id);
+		    s->last_agent == ai) {
+			rc = check_notes(e, gw, notes, session_id);
+			if (rc == 0)
+				journal_notes(e, s, session_id, ai, notes);
+			return rc;
+		}
 	}
 	if (si != NIL && e->sessions[si].state == SESS_WRAPUP && e->sessions[si].agent == ai) {
 		/* The notes end the wrap-up: the slot is free. */
 		rc = check_notes(e, gw, notes, session_id);
 		if (rc)
 			return rc;
+		journal_notes(e, &e->sessions[si], session_id, ai, notes);
 		release(e, si, now_ms);
 		sess_free(e, si);
 		agent_pull(e, ai, now_ms);
@@ -2666,6 +2848,7 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 	k->fig.agent_closed++;
 	e->agents[ai].agent_closed++;
 	count_served(e, si, now_ms);
+	journal_ended(e, si, DISP_CLOSE_AGENT_CLOSED, 0, false, true, notes);
 	emit_closed(e, s->cust_gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
 	emit_closed(e, gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
 	sess_closed(e, false);
@@ -2692,7 +2875,6 @@ int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struc
 	uint32_t ai, si, ts;
 	int rc;
 
-	(void)reason; /* kept by the store */
 	if (!e)
 		return -EINVAL;
 	sess_prefetch(e, session_id);
@@ -2724,6 +2906,15 @@ int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struc
 	a = &e->agents[ai];
 	from->fig.transferred_out++;
 	a->fig.transferred++;
+	if (e->journal) {
+		struct disp_event ev = {.kind = DISP_EV_TRANSFERRED,
+		                        .session_id = session_id,
+		                        .agent = dstr(a->id, a->id_len),
+		                        .skill = skill_name(e, ts),
+		                        .text = reason};
+
+		journal(e, &ev);
+	}
 	emit_closed(e, gw, session_id, DISP_CLOSE_TRANSFERRED, a);
 	release(e, si, now_ms);
 	s->skill = (uint16_t)ts;
@@ -2769,11 +2960,13 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms)
 		if (s->state == SESS_QUEUED) {
 			q_remove(e, si);
 			e->skills[s->skill].fig.abandoned++;
+			journal_ended(e, si, DISP_CLOSE_ABANDONED, 0, false, false, dstr(NULL, 0));
 			sess_closed(e, true);
 			sess_free(e, si);
 			continue;
 		}
 		ai = s->agent;
+		journal_ended(e, si, DISP_CLOSE_ABANDONED, 0, false, false, dstr(NULL, 0));
 		emit_closed(e, e->agents[ai].gw, sess_id(e, si), DISP_CLOSE_ABANDONED,
 		            &e->agents[ai]);
 		sess_closed(e, true);
@@ -2781,6 +2974,166 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms)
 		sess_free(e, si);
 	}
 	pull_all(e, now_ms);
+}
+
+/* ---- restore -------------------------------------------------------------- */
+
+int disp_restore_begin(struct disp_engine *e, uint64_t max_session_id)
+{
+	uint64_t gen;
+
+	if (!e)
+		return -EINVAL;
+	if (e->used || e->s_bump)
+		return -EALREADY;
+	gen = (max_session_id >> 32) + 1;
+	/* 2^32 generations would take centuries of restarts and reuse: clamp, don't wrap. */
+	e->gen_floor = gen >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)gen;
+	return 0;
+}
+
+/* Take slot si for a restored session: from the never used or the free slots. */
+static int slot_claim(struct disp_engine *e, uint32_t si)
+{
+	while (e->s_bump <= si) {
+		uint32_t x = e->s_bump++;
+		struct session *t = &e->sessions[x];
+
+		t->gen = e->gen_floor;
+		t->state = SESS_FREE;
+		t->agent = NIL;
+		disp_timer_init(&t->timer, x, T_SESSION);
+		if (x == si)
+			return 0;
+		sl_push_back(e->sessions, &e->f_head, &e->f_tail, x);
+	}
+	if (e->sessions[si].state != SESS_FREE)
+		return -EINVAL;
+	sl_remove(e->sessions, &e->f_head, &e->f_tail, si);
+	return 0;
+}
+
+/* The agent a restored session was with; known as DISCONNECTED until it logs in. */
+static uint32_t agent_restored(struct disp_engine *e, struct disp_str id, uint32_t gw, uint64_t now)
+{
+	uint32_t ai = agent_find(e, id);
+	struct agent *a;
+
+	if (ai != NIL)
+		return ai;
+	if (e->nb_agents == e->max_agents)
+		return NIL;
+	ai = e->nb_agents++;
+	a = &e->agents[ai];
+	memcpy(a->id, id.ptr, id.len);
+	a->id_len = id.len;
+	a->gw = gw;
+	a->state = DISP_AGENT_DISCONNECTED;
+	a->cap = 1;
+	a->s_head = a->s_tail = NIL;
+	a->alert_skill = UINT16_MAX;
+	a->acct_since = now;
+	a->restored = true;
+	disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
+	disp_timer_init(&a->st_timer, ai, T_AGENT);
+	agent_hash_add(e, ai);
+	disp_wheel_add(&e->wheel, &a->hb_timer, now + e->heartbeat_ms);
+	return ai;
+}
+
+static int restore_one(struct disp_engine *e, const struct disp_restore *r, uint64_t now)
+{
+	uint64_t low = r->session_id & UINT32_MAX, gen = r->session_id >> 32;
+	struct session *s;
+	uint32_t sk, si, ai = NIL;
+	int rc;
+
+	if (low == 0 || gen == 0 || gen >= e->gen_floor || !name_ok(r->customer_id))
+		return -EINVAL;
+	if (low > e->max_sessions)
+		return -ENOSPC;
+	sk = skill_find(e, r->skill);
+	if (sk == NIL || (r->agent_id.len && !name_ok(r->agent_id)))
+		return -EINVAL;
+	if (r->nb_backlog && !r->backlog)
+		return -EINVAL;
+	si = (uint32_t)low - 1;
+	rc = slot_claim(e, si);
+	if (rc)
+		return rc;
+	s = &e->sessions[si];
+	if (disp_pool_put(&e->pool, r->question.ptr, r->question.len, &s->question) < 0) {
+		sl_push_front(e->sessions, &e->f_head, &e->f_tail, si);
+		return -ENOSPC;
+	}
+	s->gen = (uint32_t)gen;
+	s->flags = r->transferred ? SF_TRANSFERRED : 0;
+	s->mark = false;
+	s->prio = (uint8_t)(r->priority < NB_PRIO ? r->priority : NB_PRIO - 1);
+	s->ov_step = 0;
+	s->skill = (uint16_t)sk;
+	s->cust_gw = r->customer_gw;
+	s->agent = s->last_agent = NIL;
+	s->prev = s->next = NIL;
+	s->open_ref = r->open_ref;
+	s->opened_ms = r->opened_ms;
+	s->enq_ms = r->waiting_since_ms ? r->waiting_since_ms : r->opened_ms;
+	s->assign_ms = s->unans_ms = s->hold_ms = 0;
+	s->channel = r->channel;
+	s->transcript = (struct disp_text){0};
+	s->bl_head = s->bl_tail = NIL;
+	s->bl_count = 0;
+	memcpy(s->cid, r->customer_id.ptr, r->customer_id.len);
+	s->cid_len = (uint8_t)r->customer_id.len;
+	for (uint32_t i = 0; i < r->nb_backlog; i++) {
+		const struct disp_msg *m = &r->backlog[i];
+
+		if (s->bl_count >= e->backlog_max)
+			bl_drop_oldest(e, s);
+		if (bl_append(e, s, m->sender, m->msg_id, m->text, m->attachment_ref,
+		              m->sent_unix_ms, NIL) < 0)
+			e->st.backlog_dropped++;
+	}
+	e->st.sessions_opened++;
+	e->st.sessions_open++;
+	if (r->agent_id.len)
+		ai = agent_restored(e, r->agent_id, r->agent_gw, now);
+	if (ai != NIL && e->agents[ai].restored && e->agents[ai].load < CAP_MAX) {
+		struct agent *a = &e->agents[ai];
+
+		s->state = SESS_ASSIGNED;
+		s->agent = s->last_agent = ai;
+		s->assign_ms = now;
+		s->flags |= SF_ANSWERED | (r->replied ? SF_REPLIED : 0);
+		sl_push_back(e->sessions, &a->s_head, &a->s_tail, si);
+		a->load++;
+		if (a->load > a->cap)
+			a->cap = a->load;
+	} else {
+		/* No room for its agent (or it had none): it waits, in the order given. */
+		q_push(e, si, false);
+	}
+	sess_arm(e, si);
+	return 0;
+}
+
+int disp_restore_session(struct disp_engine *e, const struct disp_restore *r, uint64_t now_ms)
+{
+	disp_journal_fn *j;
+	int rc;
+
+	if (!e || !r || e->used)
+		return -EINVAL;
+	if (now_ms > e->now) {
+		disp_wheel_advance(&e->wheel, now_ms, on_timer, e);
+		e->now = now_ms;
+	}
+	/* Already in the store: restoring writes nothing. */
+	j = e->journal;
+	e->journal = NULL;
+	rc = restore_one(e, r, e->now);
+	e->journal = j;
+	return rc;
 }
 
 void disp_tick(struct disp_engine *e, uint64_t now_ms)
@@ -2984,10 +3337,11 @@ int disp_check_invariants(const struct disp_engine *e)
 		if (a->listed)
 			listed += a->nb_skills;
 		if (a->state == DISP_AGENT_OFFLINE || a->state == DISP_AGENT_ON_BREAK ||
-		    a->state == DISP_AGENT_DISCONNECTED)
+		    (a->state == DISP_AGENT_DISCONNECTED && !a->restored))
 			CHECK(a->load == 0);
+		CHECK(!a->restored || a->state == DISP_AGENT_DISCONNECTED);
 		CHECK(a->state != DISP_AGENT_UNSPECIFIED);
-		CHECK(agent_online(a->state) == disp_timer_pending(&a->hb_timer));
+		CHECK((agent_online(a->state) || a->restored) == disp_timer_pending(&a->hb_timer));
 		if (a->state == DISP_AGENT_READY)
 			ready++;
 		walked_a += n;

@@ -240,6 +240,61 @@ struct disp_out {
 
 typedef void disp_emit_fn(void *ctx, const struct disp_out *out);
 
+/* ---- journal: what the store keeps ------------------------------------------ */
+/*
+ * Every change of a session's or agent's state worth keeping across a
+ * restart is handed to the journal callback (when one is configured),
+ * synchronously, before the outputs it causes. The router appends them to
+ * the session store; recovery gives them back through disp_restore_*.
+ */
+enum disp_event_kind {
+	DISP_EV_OPENED = 1,   /* session_id, gw (customer's), customer, tenant, skill, channel,
+	                         priority, open_ref, question */
+	DISP_EV_QUEUED,       /* session_id, skill, priority, waiting_since_ms, front */
+	DISP_EV_ASSIGNED,     /* session_id, gw (agent's), agent, skill */
+	DISP_EV_TRANSFERRED,  /* session_id, agent (from), skill (to), text (reason) */
+	DISP_EV_MSG_IN,       /* session_id, msg_id, text, attachment */
+	DISP_EV_MSG_OUT,      /* session_id, msg_id, agent, text, attachment, hold */
+	DISP_EV_SLA_ALERT,    /* session_id (0: agent alert), agent, skill, sla, elapsed_ms */
+	DISP_EV_ENDED,        /* session_id, reason, rating, complaint, by_agent, customer, skill,
+	                         agent (last one, may be empty), opened_ms, question, text (notes) */
+	DISP_EV_LEFT_MESSAGE, /* gw, open_ref, customer, tenant, skill, question */
+	DISP_EV_AGENT_STATE,  /* gw, agent, state */
+	DISP_EV_NOTES,        /* session_id, customer, agent, text (notes after the close) */
+};
+
+/* One journal event. Strings are valid only during the callback. */
+struct disp_event {
+	enum disp_event_kind kind;
+	uint64_t ts_ms;
+	uint64_t session_id;
+	uint32_t gw;
+	struct disp_str customer;
+	struct disp_str tenant;
+	struct disp_str skill;
+	struct disp_str agent;
+	struct disp_str text;
+	struct disp_str attachment;
+	struct disp_str question;
+	uint64_t msg_id;
+	uint64_t open_ref;
+	uint64_t opened_ms;
+	uint64_t waiting_since_ms;
+	uint64_t elapsed_ms;
+	uint32_t channel;
+	uint32_t priority;
+	uint32_t rating;
+	enum disp_close_reason reason;
+	enum disp_sla_kind sla;
+	enum disp_agent_state state;
+	bool front;
+	bool hold;
+	bool complaint;
+	bool by_agent;
+};
+
+typedef void disp_journal_fn(void *ctx, const struct disp_event *ev);
+
 /* ---- creation ------------------------------------------------------------- */
 
 struct disp_conf {
@@ -256,6 +311,8 @@ struct disp_conf {
 	uint64_t seed;                 /* for the random strategy [1] */
 	disp_emit_fn *emit;            /* receives every answer */
 	void *emit_ctx;                /* its first argument */
+	disp_journal_fn *journal;      /* receives every event to keep; NULL: none */
+	void *journal_ctx;             /* its first argument */
 };
 
 struct disp_engine;
@@ -391,6 +448,48 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms);
  * least every few hundred ms; cost is O(timers due) plus O(1) per slot.
  */
 void disp_tick(struct disp_engine *e, uint64_t now_ms);
+
+/* ---- restore: rebuilding the engine after a restart ------------------------ */
+
+/* A session as it was when the router stopped (from the session store). */
+struct disp_restore {
+	uint64_t session_id; /* its id: kept, gateways know it */
+	uint32_t customer_gw;
+	struct disp_str customer_id;
+	struct disp_str skill;
+	struct disp_str question;
+	uint32_t channel;
+	uint32_t priority;
+	uint64_t open_ref;
+	uint64_t opened_ms;
+	uint64_t waiting_since_ms;      /* its original wait, kept */
+	struct disp_str agent_id;       /* its agent; empty: it was waiting */
+	uint32_t agent_gw;              /* the agent's gateway */
+	bool replied;                   /* the agent had answered */
+	bool transferred;               /* it had been transferred or re-routed */
+	const struct disp_msg *backlog; /* the conversation so far, oldest first */
+	uint32_t nb_backlog;
+};
+
+/*
+ * Before any other call on a new engine: every session id handed out from
+ * now on is above max_session_id (ids of the previous run are never reused).
+ * Returns 0, or -EALREADY when the engine has been used.
+ */
+int disp_restore_begin(struct disp_engine *e, uint64_t max_session_id);
+
+/*
+ * Put back one session, emitting nothing and journalling nothing. Waiting
+ * sessions join the back of their skill's queue (restore them in queue
+ * order: by priority, then waiting_since_ms). A session with an agent stays
+ * with it: the agent is known as DISCONNECTED until it logs in again, which
+ * resends it ASSIGNED (with the backlog) for each of its sessions; if it does
+ * not log in within heartbeat_timeout_ms its sessions go back to the FRONT
+ * of their queues with their original wait, as after a disconnect. Returns
+ * 0, -EINVAL (unknown skill, bad id or names, slot taken, engine used),
+ * -ENOSPC (no room: agents, sessions or text).
+ */
+int disp_restore_session(struct disp_engine *e, const struct disp_restore *r, uint64_t now_ms);
 
 /* ---- figures -------------------------------------------------------------- */
 
