@@ -570,6 +570,14 @@ int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
 int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id,
                            struct disp_agent_figures *out, uint64_t now_ms);
 
+/*
+ * Is agent_id serving session_id now (assigned, not in wrap-up)? 0 and
+ * *customer (valid until the next call on the engine), -ENOENT (no such
+ * open session) or -EPERM (someone else's, or nobody's yet).
+ */
+int disp_session_serving(const struct disp_engine *e, uint64_t session_id, struct disp_str agent_id,
+                         struct disp_str *customer);
+
 /* Bytes the engine allocated at creation (it allocates nothing afterwards). */
 size_t disp_footprint(const struct disp_engine *e);
 
