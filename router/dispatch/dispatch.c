@@ -201,6 +201,7 @@ struct agent {
 	uint64_t online_ms, serving_ms, ready_idle_ms, break_ms;
 	uint64_t agent_closed;
 	uint64_t break_since; /* break granted */
+	uint64_t hb_deadline; /* silent until then: DISCONNECTED */
 	struct disp_timer hb_timer;
 	struct disp_timer st_timer;
 	struct disp_agent_figures fig; /* the other counters; gauges filled by the getter */
@@ -1081,22 +1082,22 @@ static void emit_sla(struct disp_engine *e, enum disp_sla_kind kind, uint32_t gw
  * break, IDLE_NO_INFLOW while READY. An agent in several groups is timed by
  * the strictest (smallest) limit among them.
  */
-static void agent_arm_clock(struct disp_engine *e, uint32_t ai, uint64_t now)
+/*
+ * When the agent's state clock is due: BREAK_OVERRUN while on (or waiting
+ * for) a break, IDLE_NO_INFLOW while READY, UINT64_MAX when nothing is timed.
+ * An agent in several groups is timed by the strictest (smallest) limit.
+ */
+static uint64_t agent_clock(struct disp_engine *e, uint32_t ai)
 {
 	struct agent *a = &e->agents[ai];
 	const uint16_t *sk = agent_skill_list(e, ai);
 	bool brk = a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK;
 	uint64_t lim = UINT64_MAX;
 
-	(void)now;
-	if (!brk && a->state != DISP_AGENT_READY) {
-		disp_wheel_cancel(&e->wheel, &a->st_timer);
-		return;
-	}
-	if ((brk && a->break_alerted) || (!brk && a->idle_alerted)) {
-		disp_wheel_cancel(&e->wheel, &a->st_timer);
-		return;
-	}
+	if (!brk && a->state != DISP_AGENT_READY)
+		return UINT64_MAX;
+	if ((brk && a->break_alerted) || (!brk && a->idle_alerted))
+		return UINT64_MAX;
 	a->alert_skill = UINT16_MAX;
 	for (uint32_t i = 0; i < a->nb_skills; i++) {
 		const struct skill *k = &e->skills[sk[i]];
@@ -1109,7 +1110,24 @@ static void agent_arm_clock(struct disp_engine *e, uint32_t ai, uint64_t now)
 	}
 	if (lim == UINT64_MAX)
 		lim = brk ? DEF_BREAK_MAX_MS : DEF_IDLE_ALERT_MS;
-	disp_wheel_add(&e->wheel, &a->st_timer, (brk ? a->break_since : a->idle_clock) + lim);
+	return (brk ? a->break_since : a->idle_clock) + lim;
+}
+
+/*
+ * Arm the agent's state clock, lazily: a timer already due no later stays
+ * and fire_agent re-arms it when it fires early. Moving a timer touches its
+ * neighbours in the wheel (cache misses at scale) and assignments would
+ * move this one every time.
+ */
+static void agent_arm_clock(struct disp_engine *e, uint32_t ai, uint64_t now)
+{
+	struct agent *a = &e->agents[ai];
+	uint64_t t = agent_clock(e, ai);
+
+	(void)now;
+	if (t == UINT64_MAX || (disp_timer_pending(&a->st_timer) && a->st_timer.expires_ms <= t))
+		return;
+	disp_wheel_add(&e->wheel, &a->st_timer, t);
 }
 
 static void emit_state(struct disp_engine *e, const struct agent *a, bool granted,
@@ -1162,13 +1180,20 @@ static void agent_set_state(struct disp_engine *e, uint32_t ai, enum disp_agent_
 	agent_arm_clock(e, ai, now);
 }
 
-/* Any request of the agent shows it is alive. */
+/*
+ * Any request of the agent shows it is alive: its deadline moves, its timer
+ * stays where it is (lazily, as agent_arm_clock) and, firing early, is set
+ * again for the deadline.
+ */
 static void agent_touch(struct disp_engine *e, uint32_t ai, uint64_t now)
 {
 	struct agent *a = &e->agents[ai];
 
-	if (agent_online(a->state))
-		disp_wheel_add(&e->wheel, &a->hb_timer, now + e->heartbeat_ms);
+	if (!agent_online(a->state))
+		return;
+	a->hb_deadline = now + e->heartbeat_ms;
+	if (!disp_timer_pending(&a->hb_timer))
+		disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
 }
 
 /* ---- backlog -------------------------------------------------------------- */
@@ -1292,7 +1317,8 @@ static void sess_free(struct disp_engine *e, uint32_t si)
 
 	if (s->state == SESS_WRAPUP)
 		e->nb_wrapup--;
-	disp_wheel_cancel(&e->wheel, &s->timer);
+	/* Its timer, if pending, is left to fire for a free slot (or for the
+	 * slot's next session) and do nothing: see sess_arm. */
 	disp_pool_free(&e->pool, &s->question);
 	disp_pool_free(&e->pool, &s->transcript);
 	while (s->bl_count)
@@ -1460,10 +1486,15 @@ static void sess_arm(struct disp_engine *e, uint32_t si)
 	default:
 		break;
 	}
-	if (t == UINT64_MAX)
-		disp_wheel_cancel(&e->wheel, &s->timer);
-	else
-		disp_wheel_add(&e->wheel, &s->timer, t);
+	/*
+	 * Lazily: a timer already due no later stays, fires early and
+	 * fire_session arms it again; one that times nothing fires for nothing.
+	 * Moving or cancelling it would touch its neighbours in the wheel, two
+	 * cache misses at scale, on nearly every request.
+	 */
+	if (t == UINT64_MAX || (disp_timer_pending(&s->timer) && s->timer.expires_ms <= t))
+		return;
+	disp_wheel_add(&e->wheel, &s->timer, t);
 }
 
 /* ---- assignment ----------------------------------------------------------- */
@@ -1815,8 +1846,12 @@ static void fire_session(struct disp_engine *e, uint32_t si, uint64_t now)
 		}
 		break;
 	case SESS_WRAPUP: {
+		uint32_t ai;
+
+		if (now < s->hold_ms)
+			break; /* armed earlier, for the session it was before */
 		/* No notes in time: the slot is free again. */
-		uint32_t ai = release(e, si, now);
+		ai = release(e, si, now);
 
 		sess_free(e, si);
 		agent_pull(e, ai, now);
@@ -1831,7 +1866,16 @@ static void fire_session(struct disp_engine *e, uint32_t si, uint64_t now)
 static void fire_agent(struct disp_engine *e, uint32_t ai, uint64_t now)
 {
 	struct agent *a = &e->agents[ai];
+	uint64_t due = agent_clock(e, ai);
 	uint32_t s = a->alert_skill == UINT16_MAX ? NIL : a->alert_skill;
+
+	if (due == UINT64_MAX)
+		return;
+	if (now < due) {
+		/* Armed lazily for an earlier clock: wait for this one. */
+		disp_wheel_add(&e->wheel, &a->st_timer, due);
+		return;
+	}
 
 	if (a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK) {
 		if (!a->break_alerted) {
@@ -1861,6 +1905,11 @@ static void on_timer(void *ctx, struct disp_timer *t)
 		struct agent *a = &e->agents[t->owner];
 
 		if (agent_online(a->state) || a->restored) {
+			if (now < a->hb_deadline) {
+				/* Heard from since it was set: wait for the new deadline. */
+				disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
+				break;
+			}
 			/* Restored but not back in time: as if it had just disconnected. */
 			a->restored = false;
 			agent_disconnect(e, t->owner, 0, false, now);
@@ -3076,7 +3125,8 @@ static uint32_t agent_restored(struct disp_engine *e, struct disp_str id, uint32
 	disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
 	disp_timer_init(&a->st_timer, ai, T_AGENT);
 	agent_hash_add(e, ai);
-	disp_wheel_add(&e->wheel, &a->hb_timer, now + e->heartbeat_ms);
+	a->hb_deadline = now + e->heartbeat_ms;
+	disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
 	return ai;
 }
 
@@ -3400,7 +3450,6 @@ int disp_check_invariants(const struct disp_engine *e)
 
 		if (s->state == SESS_FREE) {
 			CHECK(s->question.len == 0 && s->transcript.len == 0 && s->bl_count == 0);
-			CHECK(!disp_timer_pending(&s->timer));
 			continue;
 		}
 		if (s->state == SESS_QUEUED)
