@@ -58,6 +58,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC := $(wildcard tests/integration/*.c)
 ITEST    := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
+CRASH_SRC := $(wildcard tests/crash/*.c)
+CRASH    := $(patsubst tests/crash/%.c,$(BUILD)/tests/%,$(CRASH_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 # The same fuzz targets as plain programs that replay the corpus (run by make test).
@@ -66,7 +68,7 @@ FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRC))
 .PHONY: all deps test unit demo bench asan fuzz fmt fmt-check lint clean help
 .DEFAULT_GOAL := all
 
-all: $(ROUTER) $(BENCH) $(UNIT) $(ITEST) $(FUZZ_REPLAY) $(MICRO)
+all: $(ROUTER) $(BENCH) $(UNIT) $(ITEST) $(CRASH) $(FUZZ_REPLAY) $(MICRO)
 
 help:
 	@echo "targets: all test demo bench asan fuzz fmt fmt-check lint clean"
@@ -118,6 +120,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(LIB)
+	@echo "  LD      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/crash/%.o $(LIB)
 	@echo "  LD      $@"
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)

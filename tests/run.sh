@@ -57,7 +57,7 @@ for t in "$BUILD"/tests/replay_*; do
 done
 
 if [ "$what" = all ]; then
-	for t in tests/integration/*.sh; do
+	for t in tests/crash/*.sh tests/integration/*.sh; do
 		[ -x "$t" ] || continue
 		run_one "$(basename "$t" .sh)" 600 env BUILD="$BUILD" "$t"
 	done

@@ -59,6 +59,7 @@ enum store_rec_type {
 	STORE_REC_CKPT_END = 14,    /* the checkpoint is complete */
 	STORE_REC_HISTORY = 15,     /* (checkpoint only) one past consultation of a customer */
 	STORE_REC_SCRUBBED = 16,    /* a record whose customer was erased; payload zeroed */
+	STORE_REC_GW_ACK = 17,      /* how far a gateway's frames are processed and kept */
 	STORE_REC_MAX
 };
 
@@ -98,6 +99,9 @@ enum store_rec_type {
  * CKPT_END     ts_ms, value (records in the checkpoint)
  * HISTORY      as ENDED, plus msg_id (LSN of the session's OPENED record,
  *              where its transcript starts)
+ * GW_ACK       gw, ref (the gateway's epoch), msg_id (its cumulative seq
+ *              processed: every record those frames caused precedes this
+ *              one); a checkpoint repeats the last of each gateway
  */
 struct store_event {
 	uint16_t type;       /* enum store_rec_type */
@@ -165,6 +169,9 @@ uint32_t store_history_get(const struct store_history *h, struct store_str custo
 int store_history_find(const struct store_history *h, uint64_t session_id, char *customer,
                        size_t customer_len, struct store_past *out);
 
+/* Add every consultation of src to dst (a copy for another thread). 0 or -ENOMEM. */
+int store_history_copy(struct store_history *dst, const struct store_history *src);
+
 /* Forget everything about a customer. */
 void store_history_erase(struct store_history *h, struct store_str customer);
 
@@ -215,6 +222,10 @@ void store_state_sessions(const struct store_state *st, store_session_fn *fn, vo
 /* The history index rebuilt by recovery (owned by the state). */
 const struct store_history *store_state_history(const struct store_state *st);
 
+/* Visit the last GW_ACK of every gateway: where its frames resume after a restart. */
+typedef void store_gw_ack_fn(void *ctx, uint32_t gw, uint64_t epoch, uint64_t ack);
+void store_state_gw_acks(const struct store_state *st, store_gw_ack_fn *fn, void *ctx);
+
 /* The highest session id in the log (0 if none): new ids must be above it. */
 uint64_t store_state_max_session(const struct store_state *st);
 
@@ -247,7 +258,8 @@ struct store_conf {
 	uint32_t nb_producers;           /* worker threads appending [1], at most 64 */
 	uint32_t ring_bytes;             /* per producer [16 MiB], a power of 2 */
 	uint32_t batch_bytes;            /* largest single write [4 MiB] */
-	uint64_t retention_ms;           /* keep checkpointed segments this long [7 days] */
+	uint64_t retention_ms;           /* keep checkpointed segments this long; 0: delete once a
+	                                   durable checkpoint covers them (the router passes days) */
 	uint64_t checkpoint_bytes;       /* checkpoint after this much log [256 MiB] */
 	uint32_t history_customers;      /* customers in the history index [1M] */
 	const uint8_t *key;              /* 32 bytes: AES-256-GCM at rest; NULL = plaintext */
@@ -334,13 +346,14 @@ void store_stats_get(const struct store *s, struct store_stats *out);
 /*
  * Read the transcript of a past session (MSG_IN / MSG_OUT from its OPENED
  * record at opened_lsn to its ENDED) from the log with io_uring, calling fn
- * per message in order. Blocking: call it from a control thread, not a
- * worker. Returns the number of messages, or -ENOENT (not in the retained
- * log, or erased), -EIO.
+ * per message in order. Without opened_lsn (0), the search starts from the
+ * segments created around opened_ms (unix ms; 0: the oldest segment).
+ * Blocking: call it from a control thread, not a worker. Returns the number
+ * of messages, or -ENOENT (not in the retained log, or erased), -EIO.
  */
 typedef void store_msg_fn(void *ctx, const struct store_msg *m);
-int store_transcript(struct store *s, uint64_t session_id, uint64_t opened_lsn, store_msg_fn *fn,
-                     void *ctx);
+int store_transcript(struct store *s, uint64_t session_id, uint64_t opened_lsn, uint64_t opened_ms,
+                     store_msg_fn *fn, void *ctx);
 
 /*
  * Stop: take what the producers appended, write and sync it, write nothing

@@ -128,6 +128,15 @@ void store_seg_name(uint64_t first_lsn, char name[32]);
 /* ---- state (store_state.c) --------------------------------------------------- */
 
 /*
+ * Visit every consultation of the history index: customers least recently
+ * updated first, each customer's consultations oldest first (the order in
+ * which adding them again rebuilds an equal index). fn returns 0 or a
+ * negative errno which stops the walk and is returned. (store_history.c)
+ */
+typedef int store_past_fn(void *ctx, struct store_str customer, const struct store_past *p);
+int store_history_walk(const struct store_history *h, store_past_fn *fn, void *ctx);
+
+/*
  * Apply one event (in LSN order) to the state: open sessions, their queue
  * order, their backlog (the last backlog_max messages), history, erasures,
  * the highest session id. Returns 0 or -ENOMEM. Events of unknown sessions
@@ -187,7 +196,7 @@ int store_scan(const char *dir, struct store_aead *aead, store_event_fn *fn, voi
 
 /* See store_transcript in store.h; reads with its own io_uring. */
 int store_read_transcript(const char *dir, struct store_aead *aead, uint64_t session_id,
-                          uint64_t opened_lsn, store_msg_fn *fn, void *ctx);
+                          uint64_t opened_lsn, uint64_t opened_ms, store_msg_fn *fn, void *ctx);
 
 /*
  * Erase customers from the log: in every segment whose records all have
