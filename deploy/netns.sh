@@ -57,6 +57,7 @@ surge_ns_down() {
 }
 
 # surge_config PREFIX N OUT [extra yaml]: write a router configuration for the topology.
+# The store goes in OUT's directory/store (SURGE_STORE_DIR, SURGE_STORE_DURABILITY override).
 # Gateways: 1 customer, 2 agent, 11-14 customers, 21-24 agents (for multi-gateway runs).
 surge_config() {
 	local p=$1 n=$2 out=$3 extra=${4:-}
@@ -73,6 +74,9 @@ dpdk:
   mbufs: 16383
 timers:
   gateway_timeout_ms: 30000
+store:
+  dir: "${SURGE_STORE_DIR:-$(dirname "$out")/store}"
+  durability: "${SURGE_STORE_DURABILITY:-sync}"
 gateways:
   - id: 1
     name: web

@@ -95,7 +95,8 @@ struct cfg_key_entry {
 
 static cfg_hook_fn cfg_check_unicast, cfg_parse_eal, cfg_check_gw_id, cfg_parse_allow,
         cfg_parse_keys, cfg_parse_hex, cfg_check_ms_or_off, cfg_parse_hours, cfg_parse_hhmm,
-        cfg_parse_days, cfg_parse_utc_offset, cfg_parse_overflow;
+        cfg_parse_days, cfg_parse_utc_offset, cfg_parse_overflow, cfg_parse_policy,
+        cfg_parse_store_key;
 
 static const struct cfg_enum_val cfg_log_levels[] = {
         {"error", 0}, {"warning", 1}, {"info", 2}, {"debug", 3}, {NULL, 0},
@@ -123,7 +124,7 @@ _Static_assert(sizeof(enum disp_strategy) == sizeof(int), "CFG_ENUM stores an in
 _Static_assert(DISP_STRATEGY_MAX == 6, "a strategy without a name in cfg_strategies");
 
 /* Sections of struct ctl_config, in the order --help prints them. */
-static const char *const cfg_sections[] = {"router", "dpdk", "limits", "timers", "log"};
+static const char *const cfg_sections[] = {"router", "dpdk", "limits", "timers", "log", "store"};
 #define CFG_NB_SECTIONS (sizeof(cfg_sections) / sizeof(cfg_sections[0]))
 
 #define CC struct ctl_config
@@ -185,6 +186,44 @@ static const struct cfg_key cfg_keys[] = {
          .def = 2,
          .enums = cfg_log_levels,
          .help = "messages of this level and above are logged"},
+
+        {.section = "store",
+         .name = "dir",
+         .type = CFG_STRING,
+         FIELD(CC, store_dir),
+         .def_str = "/var/lib/surge",
+         .min = 0,
+         .max = sizeof(((CC *)0)->store_dir) - 1,
+         .help = "data directory of the session store; \"\" runs without a store (acks then "
+                 "mean processed, not durable)"},
+        {.section = "store",
+         .name = "durability",
+         .type = CFG_CUSTOM,
+         FIELD(CC, store_policy),
+         .type_name = "policy",
+         .def_str = "sync",
+         .parse = cfg_parse_policy,
+         .help = "when a frame is acknowledged: sync (after fdatasync), interval:<ms> (after "
+                 "the write; fdatasync every <ms>), none (benchmarks only)"},
+        CFG_NUM("store", "segment_mb", CFG_UINT, CC, store_segment_mb, 64, 1, 4096,
+                "size of a log segment file, MiB"),
+        CFG_NUM("store", "checkpoint_mb", CFG_UINT, CC, store_checkpoint_mb, 256, 1, 1048576,
+                "checkpoint the live state after this much log, MiB"),
+        CFG_NUM("store", "retention_days", CFG_UINT, CC, store_retention_days, 7, 0, 3650,
+                "keep checkpointed segments (transcripts) this many days"),
+        CFG_NUM("store", "ring_mb", CFG_UINT, CC, store_ring_mb, 16, 1, 1024,
+                "records waiting for the store thread, per worker, MiB (rounded up to a "
+                "power of 2)"),
+        CFG_NUM("store", "history_customers", CFG_UINT, CC, store_history_customers, 1000000, 1,
+                100000000, "customers whose last 3 consultations are held in memory"),
+        {.section = "store",
+         .name = "key_hex",
+         .type = CFG_CUSTOM,
+         FIELD(CC, store_key),
+         .type_name = "hex",
+         .def_str = "none",
+         .parse = cfg_parse_store_key,
+         .help = "encrypt records at rest (AES-256-GCM) with this 256-bit key, 64 hex digits"},
 };
 #undef CC
 
@@ -1076,6 +1115,52 @@ static int cfg_parse_hex(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t
 	return 0;
 }
 
+static int cfg_parse_store_key(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                               const char *path, void *base)
+{
+	int rc = cfg_parse_hex(c, k, val, path, base);
+
+	if (rc == 0)
+		((struct ctl_config *)base)->store_has_key = true;
+	return rc;
+}
+
+/* "sync", "none" or "interval:<ms>": the policy and, for interval, its period. */
+static int cfg_parse_policy(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
+                            const char *path, void *base)
+{
+	struct ctl_config *cfg = base;
+	const char *s;
+	size_t len;
+	int rc;
+
+	(void)k;
+	rc = cfg_scalar(c, val, path, "sync, interval:<ms> or none", &s, &len);
+	if (rc)
+		return rc;
+	if (len == 4 && memcmp(s, "sync", 4) == 0) {
+		cfg->store_policy = CTL_STORE_SYNC;
+		return 0;
+	}
+	if (len == 4 && memcmp(s, "none", 4) == 0) {
+		cfg->store_policy = CTL_STORE_NONE;
+		return 0;
+	}
+	if (len > 9 && len < 20 && memcmp(s, "interval:", 9) == 0) {
+		uint64_t ms = 0;
+		size_t i;
+
+		for (i = 9; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			ms = ms * 10 + (uint64_t)(s[i] - '0');
+		if (i == len && ms >= 1 && ms <= 60000) {
+			cfg->store_policy = CTL_STORE_INTERVAL;
+			cfg->store_interval_ms = (uint32_t)ms;
+			return 0;
+		}
+	}
+	return cfg_fail(c, val, path, "expected sync, none or interval:<ms> with 1..60000 ms");
+}
+
 static int cfg_parse_keys(struct cfg_ctx *c, const struct cfg_key *k, yaml_node_t *val,
                           const char *path, void *base)
 {
@@ -1661,6 +1746,8 @@ void ctl_config_defaults(struct ctl_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg_apply_defaults(cfg_keys, NB(cfg_keys), cfg);
+	cfg->store_policy = CTL_STORE_SYNC;
+	cfg->store_interval_ms = 10;
 }
 
 int ctl_config_parse(const char *name, const char *text, size_t len, struct ctl_config *cfg,

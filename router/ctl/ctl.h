@@ -19,6 +19,13 @@
 #define CTL_MAX_EAL_ARGS 32
 #define CTL_ARG_LEN      256
 
+/* store.durability; values equal enum store_policy (store.h). */
+enum ctl_store_policy {
+	CTL_STORE_SYNC = 0,
+	CTL_STORE_INTERVAL = 1,
+	CTL_STORE_NONE = 2,
+};
+
 struct ctl_config {
 	/* router: */
 	uint32_t ip;       /* router's IPv4 address, network order (required) */
@@ -49,6 +56,18 @@ struct ctl_config {
 
 	/* log: */
 	int log_level; /* 0 error, 1 warning, 2 info, 3 debug [2] */
+
+	/* store: */
+	char store_dir[256];              /* data directory; "" = no store (acks mean processed) */
+	int store_policy;                 /* enum store_policy [sync] */
+	uint32_t store_interval_ms;       /* interval policy: sync period [10] */
+	uint32_t store_segment_mb;        /* [64] */
+	uint32_t store_checkpoint_mb;     /* [256] */
+	uint32_t store_retention_days;    /* [7] */
+	uint32_t store_ring_mb;           /* per worker [16] */
+	uint32_t store_history_customers; /* [1000000] */
+	uint8_t store_key[32];            /* AES-256-GCM key at rest */
+	bool store_has_key;               /* store_key was given */
 
 	/* gateways: */
 	struct wire_gateway_conf gateways[CTL_MAX_GATEWAYS];

@@ -76,6 +76,11 @@ static struct rt_gateway *rt_gw_find(struct rt_router *rt, uint32_t id)
 	}
 }
 
+struct rt_gateway *rt_gw_lookup(struct rt_router *rt, uint32_t id)
+{
+	return rt_gw_find(rt, id);
+}
+
 static void rt_mark_dirty(struct rt_router *rt, struct rt_gateway *gw)
 {
 	if (!gw->dirty) {
@@ -198,7 +203,7 @@ static void rt_flush_gw(struct rt_router *rt, struct rt_gateway *gw)
 	}
 	frame.epoch = rt->tx_epoch;
 	frame.seq = gw->nb_pending ? ++gw->tx_seq : 0;
-	frame.ack = gw->rx.ack;
+	frame.ack = gw->ack_ok; /* what is processed and durable */
 	frame.n_msgs = gw->nb_pending;
 	frame.msgs = gw->pending;
 	frame.sent_ns = rt->now_ms * 1000000u;
@@ -262,6 +267,12 @@ static size_t rt_fit_assigned(struct rt_router *rt, struct rt_gateway *gw, Surge
 		while (len > 0 && ((unsigned char)a->bot_transcript[len] & 0xC0) == 0x80)
 			len--;
 		a->bot_transcript[len] = '\0';
+		rt->rt_drops[RT_DROP_TX_TRIMMED]++;
+		size = protobuf_c_message_get_packed_size(&env->base);
+	}
+	while (size > budget && a->n_history > 0) {
+		/* the oldest consultation goes first; the store still has it */
+		a->n_history--;
 		rt->rt_drops[RT_DROP_TX_TRIMMED]++;
 		size = protobuf_c_message_get_packed_size(&env->base);
 	}
@@ -332,6 +343,54 @@ static Surge__V1__Deliver *rt_deliver(struct rt_router *rt, const struct disp_ms
 	return d;
 }
 
+#define RT_PAST_TEXT 100u /* bytes of a past session's notes or question in an Assigned */
+
+/* s cut to at most max bytes on a UTF-8 boundary, in the tx arena. */
+static char *rt_dup_cut(struct rt_router *rt, const char *s, size_t max)
+{
+	size_t len = strlen(s);
+
+	if (len > max) {
+		len = max;
+		while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+			len--;
+	}
+	return wire_arena_strndup(&rt->tx_arena, s, len);
+}
+
+/* The customer's last consultations for an agent's Assigned (summaries). */
+static int rt_history(struct rt_router *rt, Surge__V1__Assigned *a, struct disp_str customer)
+{
+	struct store_past past[STORE_HISTORY_DEPTH];
+	uint32_t n = rt_store_history(rt, customer, past);
+
+	if (n == 0)
+		return 0;
+	a->history = wire_arena_alloc(&rt->tx_arena, n * sizeof(Surge__V1__PastSession *));
+	if (!a->history)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		Surge__V1__PastSession *p =
+		        RT_NEW(rt, Surge__V1__PastSession, SURGE__V1__PAST_SESSION__INIT);
+
+		if (!p)
+			return -ENOMEM;
+		p->session_id = past[i].session_id;
+		p->opened_unix_ms = past[i].opened_ms;
+		p->rating = (Surge__V1__Rating)past[i].rating;
+		p->closed = (Surge__V1__CloseReason)past[i].closed;
+		p->skill = rt_dup_cut(rt, past[i].skill, sizeof(past[i].skill));
+		p->agent_id = rt_dup_cut(rt, past[i].agent, sizeof(past[i].agent));
+		p->notes = rt_dup_cut(rt, past[i].notes, RT_PAST_TEXT);
+		p->question = rt_dup_cut(rt, past[i].question, RT_PAST_TEXT);
+		if (!p->skill || !p->agent_id || !p->notes || !p->question)
+			return -ENOMEM;
+		a->history[i] = p;
+		a->n_history = i + 1;
+	}
+	return 0;
+}
+
 static Surge__V1__Assigned *rt_assigned(struct rt_router *rt, const struct disp_out *o)
 {
 	Surge__V1__Assigned *a = RT_NEW(rt, Surge__V1__Assigned, SURGE__V1__ASSIGNED__INIT);
@@ -352,6 +411,8 @@ static Surge__V1__Assigned *rt_assigned(struct rt_router *rt, const struct disp_
 	a->bot_transcript = rt_dup(rt, o->bot_transcript);
 	a->channel = (Surge__V1__Channel)o->channel;
 	if (!a->customer_id || !a->question || !a->bot_transcript)
+		return NULL;
+	if (rt_history(rt, a, o->customer_id) < 0)
 		return NULL;
 	if (o->nb_backlog) {
 		a->backlog = wire_arena_alloc(&rt->tx_arena,
@@ -551,6 +612,121 @@ static void rt_login(struct rt_router *rt, uint32_t gw, const Surge__V1__AgentLo
 	disp_agent_login(rt->disp, gw, &req, rt->now_ms);
 }
 
+/* Collects a transcript into HistoryReply envelopes that each fit a datagram. */
+struct rt_transcript {
+	struct rt_router *rt;
+	struct rt_gateway *gw;
+	const Surge__V1__HistoryRequest *req;
+	Surge__V1__Envelope *env; /* being filled */
+	size_t bytes;             /* its messages' size, roughly */
+	int err;
+};
+
+static void rt_transcript_flush(struct rt_transcript *t)
+{
+	if (t->env) {
+		rt_queue(t->rt, t->gw, t->env);
+		t->env = NULL;
+		t->bytes = 0;
+	}
+}
+
+static void rt_transcript_msg(void *ctx, const struct store_msg *m)
+{
+	struct rt_transcript *t = ctx;
+	struct rt_router *rt = t->rt;
+	Surge__V1__HistoryReply *h;
+	struct disp_msg dm = {
+	        .msg_id = m->msg_id,
+	        .sender = m->from_agent ? DISP_SIDE_AGENT : DISP_SIDE_CUSTOMER,
+	        .text = {m->text.ptr, m->text.len},
+	        .attachment_ref = {m->attachment.ptr, m->attachment.len},
+	        .sent_unix_ms = m->sent_ms,
+	        .agent_id = {m->agent.ptr, m->agent.len},
+	};
+	Surge__V1__Deliver *d;
+	size_t need = 32u + m->text.len + m->attachment.len + m->agent.len;
+
+	if (t->err)
+		return;
+	if (t->env && t->bytes + need > rt->frame_budget / 2)
+		rt_transcript_flush(t);
+	if (!t->env) {
+		t->env = RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
+		h = RT_NEW(rt, Surge__V1__HistoryReply, SURGE__V1__HISTORY_REPLY__INIT);
+		if (!t->env || !h) {
+			t->err = -ENOMEM;
+			t->env = NULL;
+			return;
+		}
+		h->agent_id = rt_dup(rt, (struct disp_str){t->req->agent_id,
+		                                           (uint32_t)strlen(t->req->agent_id)});
+		h->session_id = t->req->session_id;
+		h->past_session_id = t->req->past_session_id;
+		h->messages = wire_arena_alloc(&rt->tx_arena, 64 * sizeof(Surge__V1__Deliver *));
+		if (!h->agent_id || !h->messages) {
+			t->err = -ENOMEM;
+			t->env = NULL;
+			return;
+		}
+		t->env->body_case = SURGE__V1__ENVELOPE__BODY_HISTORY_REPLY;
+		t->env->history_reply = h;
+	}
+	h = t->env->history_reply;
+	d = rt_deliver(rt, &dm, t->req->past_session_id);
+	if (!d) {
+		t->err = -ENOMEM;
+		return;
+	}
+	h->messages[h->n_messages++] = d;
+	t->bytes += need;
+	if (h->n_messages == 64)
+		rt_transcript_flush(t);
+}
+
+/*
+ * HistoryRequest: the transcript of one of the customer's past sessions, for
+ * the agent serving that customer now and nobody else. Read from the log on
+ * this lcore: rare, and bounded by one session's records.
+ */
+static void rt_history_request(struct rt_router *rt, struct rt_gateway *gw,
+                               const Surge__V1__HistoryRequest *req)
+{
+	struct disp_str agent = {req->agent_id, (uint32_t)strlen(req->agent_id)};
+	struct disp_str customer;
+	struct store_past past;
+	char owner[64];
+	struct rt_transcript t = {.rt = rt, .gw = gw, .req = req};
+	int rc;
+
+	rc = disp_session_serving(rt->disp, req->session_id, agent, &customer);
+	if (rc == -ENOENT) {
+		rt_error(rt, gw, DISP_ERR_UNKNOWN_SESSION, "unknown session", req->session_id);
+		return;
+	}
+	if (rc < 0 ||
+	    rt_store_history_owner(rt, req->past_session_id, owner, sizeof(owner), &past) < 0 ||
+	    strlen(owner) != customer.len || memcmp(owner, customer.ptr, customer.len) != 0) {
+		/* Unknown, erased or another customer's: the same answer, nothing to learn. */
+		rt_error(rt, gw, DISP_ERR_FORBIDDEN,
+		         "history only of the customer you are serving now", req->past_session_id);
+		return;
+	}
+	rc = rt_store_transcript(rt, &past, rt_transcript_msg, &t);
+	if (rc < 0 || t.err) {
+		rt_error(rt, gw, DISP_ERR_UNKNOWN_SESSION, "transcript no longer in the log",
+		         req->past_session_id);
+		return;
+	}
+	if (!t.env) {
+		/* No messages: still an answer. */
+		rt_transcript_msg(&t, &(struct store_msg){0});
+		if (t.env)
+			t.env->history_reply->n_messages = 0;
+	}
+	rt_transcript_flush(&t);
+}
+
 static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
                            const Surge__V1__Envelope *env)
 {
@@ -571,7 +747,16 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 	switch (env->body_case) {
 	case SURGE__V1__ENVELOPE__BODY_SESSION_OPEN: {
 		const Surge__V1__SessionOpen *s = env->session_open;
-		struct disp_open req = {
+		struct disp_open req;
+
+		if (unlikely(rt_store_refuses(rt))) {
+			/* Nothing new is taken on that could not be kept. */
+			rt->store_refused++;
+			rt_error(rt, gw, DISP_ERR_STORE_FAILED, "session store failed: try later",
+			         s->open_ref);
+			break;
+		}
+		req = (struct disp_open){
 		        .open_ref = s->open_ref,
 		        .customer_id = rt_str(s->customer_id),
 		        .tenant = rt_str(s->tenant),
@@ -626,9 +811,7 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 		disp_agent_heartbeat(rt->disp, id, rt_str(env->agent_heartbeat->agent_id), now);
 		break;
 	case SURGE__V1__ENVELOPE__BODY_HISTORY_REQUEST:
-		/* The session store (and with it history) is not part of this build. */
-		rt_error(rt, gw, DISP_ERR_INVALID_STATE, "history is not available",
-		         env->history_request->past_session_id);
+		rt_history_request(rt, gw, env->history_request);
 		break;
 	default:
 		break;
@@ -669,6 +852,15 @@ void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx)
 		return;
 	}
 
+	if (unlikely(!gw->rx.started && frame->seq > WIRE_WINDOW)) {
+		/*
+		 * Far into its sequence and we know nothing of it (restarted
+		 * without a store): take it up where it is rather than refuse
+		 * it as too far ahead for ever.
+		 */
+		wire_rx_seq_resume(&gw->rx, frame->epoch, frame->seq - 1);
+		rt->gw_resyncs++;
+	}
 	epoch_before = gw->rx.started ? gw->rx.epoch : 0;
 	switch (wire_rx_seq_accept(&gw->rx, frame->epoch, frame->seq)) {
 	case WIRE_SEQ_NEW:
@@ -676,6 +868,7 @@ void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx)
 			/* a new instance of the gateway knows nothing of our numbering */
 			gw->tx_seq = 0;
 			gw->peer_acked = 0;
+			rt_store_gw_restart(gw);
 		}
 		break;
 	case WIRE_SEQ_ACK_ONLY:
@@ -705,6 +898,7 @@ void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx)
 	rt_mark_dirty(rt, gw);
 	for (size_t i = 0; i < frame->n_msgs; i++)
 		rt_envelope_in(rt, gw, frame->msgs[i]);
+	rt_store_frame_done(rt, gw);
 out_seen:
 	if (frame->ack > gw->peer_acked && frame->ack <= gw->tx_seq)
 		gw->peer_acked = frame->ack;
@@ -773,6 +967,7 @@ void rt_tick(struct rt_router *rt)
 {
 	uint32_t timeout = rt->cfg->gateway_timeout_ms;
 
+	rt_store_poll(rt);
 	for (uint32_t i = 0; i < rt->nb_gws; i++) {
 		struct rt_gateway *gw = &rt->gws[i];
 
@@ -854,13 +1049,25 @@ int rt_init(struct rt_router *rt, const struct ctl_config *cfg, struct net_port 
 	wire_arena_init(&rt->rx_arena, rx_mem, RT_RX_ARENA_BYTES);
 	wire_arena_init(&rt->tx_arena, tx_mem, RT_TX_ARENA_BYTES);
 
+	ret = rt_store_open(rt);
+	if (ret)
+		goto out_free_tx;
+	dc.journal = rt_store_journal(rt);
+	dc.journal_ctx = rt;
 	rt->disp = disp_create(&dc);
 	if (!rt->disp) {
 		ret = -errno;
-		goto out_free_tx;
+		goto out_close_store;
 	}
+	ret = rt_store_start(rt);
+	if (ret)
+		goto out_destroy_disp;
 	return 0;
 
+out_destroy_disp:
+	disp_destroy(rt->disp);
+out_close_store:
+	rt_store_close(rt);
 out_free_tx:
 	free(tx_mem);
 out_free_rx:
@@ -875,6 +1082,8 @@ out_free_tables:
 
 void rt_fini(struct rt_router *rt)
 {
+	/* The store first: what the engine journalled is written and synced. */
+	rt_store_close(rt);
 	disp_destroy(rt->disp);
 	free(rt->rx_arena.base);
 	free(rt->tx_arena.base);
@@ -930,6 +1139,7 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_rx_datagrams_total %" PRIu64 "\n", rt->rx_datagrams);
 	fprintf(out, "surge_arp_replies_total %" PRIu64 "\n", rt->arp_replies);
 	fprintf(out, "surge_icmp_replies_total %" PRIu64 "\n", rt->icmp_replies);
+	fprintf(out, "surge_gateway_resyncs_total %" PRIu64 "\n", rt->gw_resyncs);
 	for (int i = 1; i < NET_DROP_MAX; i++)
 		fprintf(out, "surge_drops_total{layer=\"net\",reason=\"%s\"} %" PRIu64 "\n",
 		        net_drop_reason_name((enum net_drop_reason)i), rt->net_drops[i]);
@@ -974,6 +1184,7 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_sessions_waiting %u\n", ds.sessions_waiting);
 	for (uint32_t i = 0; i < rt->cfg->nb_skills; i++)
 		rt_dump_skill(rt, rt->cfg->skills[i].name, out);
+	rt_store_dump(rt, out);
 	fprintf(out, "# end\n");
 	fflush(out);
 }

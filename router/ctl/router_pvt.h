@@ -14,9 +14,17 @@
 #include "ctl.h"
 #include "dispatch.h"
 #include "net.h"
+#include "store.h"
 #include "wire.h"
 
 #define RT_TX_BURST 64u /* frames handed to the port at once */
+#define RT_ACKQ     64u /* frames of a gateway waiting for the store, before merging */
+
+/* A processed frame's ack, sendable once the store has made ticket durable. */
+struct rt_ackq {
+	uint64_t ack;
+	uint64_t ticket;
+};
 
 /* Runtime state of one configured gateway; owned by the worker lcore. */
 struct rt_gateway {
@@ -30,6 +38,10 @@ struct rt_gateway {
 	uint64_t last_seen_ms;                /* last datagram accepted from it */
 	uint64_t tx_seq;                      /* last seq we used towards it */
 	uint64_t peer_acked;                  /* its cumulative ack of our frames */
+	uint64_t ack_ok;                      /* the ack we may send: all it covers is durable */
+	uint64_t ack_logged;                  /* the last GW_ACK appended to the store */
+	struct rt_ackq aq[RT_ACKQ];           /* processed frames waiting for the store */
+	uint32_t aq_head, aq_n;
 	Surge__V1__Envelope *pending[WIRE_MAX_ENVELOPES]; /* the frame being filled */
 	uint32_t nb_pending;                              /* envelopes in it */
 	size_t pending_bytes;                             /* their encoded size inside a Frame */
@@ -91,6 +103,17 @@ struct rt_router {
 	uint64_t net_drops[NET_DROP_MAX];
 	uint64_t wire_drops[WIRE_DROP_MAX];
 	uint64_t rt_drops[RT_DROP_MAX];
+	struct store *store;               /* NULL: no store configured */
+	struct store_producer *store_prod; /* this worker's */
+	struct store_history *history;     /* customers' last consultations (worker's copy) */
+	struct store_recovery store_rec;   /* what recovery did at start */
+	uint64_t store_ticket;             /* highest ticket appended */
+	uint64_t store_durable;            /* highest ticket durable, as last polled */
+	bool store_failed;                 /* said once: acks stopped */
+	uint64_t store_append_errors;      /* records the store did not take */
+	uint64_t store_refused;            /* sessions refused with STORE_FAILED */
+	uint32_t store_restored;           /* sessions restored at start */
+	uint64_t gw_resyncs;   /* gateways taken up far into their sequence, state unknown */
 	uint64_t rx_datagrams; /* UDP datagrams for us */
 	uint64_t arp_replies;
 	uint64_t icmp_replies;
@@ -124,6 +147,39 @@ void rt_end_burst(struct rt_router *rt);
  * frames; gateways silent past their timeout are declared down.
  */
 void rt_tick(struct rt_router *rt);
+
+/* The gateway of that id, or NULL. */
+struct rt_gateway *rt_gw_lookup(struct rt_router *rt, uint32_t id);
+
+/* ---- the store (rt_store.c) ---- */
+
+/* Open the store and recover (before the engine exists). 0 or a negative errno. */
+int rt_store_open(struct rt_router *rt);
+/* The engine's journal callback, or NULL without a store. */
+disp_journal_fn *rt_store_journal(const struct rt_router *rt);
+/* Restore the engine and the history from the recovered log, start the store thread. */
+int rt_store_start(struct rt_router *rt);
+/* Flush, stop and free the store. 0 or the errno that made it fail. */
+int rt_store_close(struct rt_router *rt);
+/* A frame of gw was processed: its ack waits for what it appended. */
+void rt_store_frame_done(struct rt_router *rt, struct rt_gateway *gw);
+/* gw restarted its numbering. */
+void rt_store_gw_restart(struct rt_gateway *gw);
+/* Read the durable tickets and release the acks they cover. */
+void rt_store_poll(struct rt_router *rt);
+/* The store failed: new sessions are refused. */
+bool rt_store_refuses(const struct rt_router *rt);
+/* A customer's last consultations, newest first, into out[STORE_HISTORY_DEPTH]. */
+uint32_t rt_store_history(const struct rt_router *rt, struct disp_str customer,
+                          struct store_past *out);
+/* The customer and summary of a past session: 0 or -ENOENT. */
+int rt_store_history_owner(const struct rt_router *rt, uint64_t past_session_id, char *customer,
+                           size_t len, struct store_past *out);
+/* Read a past session's transcript (blocking). Messages or a negative errno. */
+int rt_store_transcript(struct rt_router *rt, const struct store_past *past,
+                        void (*fn)(void *ctx, const struct store_msg *m), void *ctx);
+/* The store's counters, Prometheus text. */
+void rt_store_dump(const struct rt_router *rt, FILE *out);
 
 /* Write every counter in Prometheus text format. */
 void rt_dump_stats(const struct rt_router *rt, FILE *out);

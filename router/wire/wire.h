@@ -96,6 +96,13 @@ enum wire_seq_verdict {
  */
 enum wire_seq_verdict wire_rx_seq_accept(struct wire_rx_seq *rx, uint64_t epoch, uint64_t seq);
 
+/*
+ * Start from a known point: every seq <= ack of epoch counts as processed
+ * (after a restart, from the session store; or, with nothing known, from a
+ * gateway's first frame far into its sequence).
+ */
+void wire_rx_seq_resume(struct wire_rx_seq *rx, uint64_t epoch, uint64_t ack);
+
 /* ---- decoding ------------------------------------------------------------- */
 
 /* Why an incoming datagram was dropped; each has a counter. */

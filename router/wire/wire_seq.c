@@ -51,6 +51,12 @@ static void seq_advance(struct wire_rx_seq *rx)
 	}
 }
 
+void wire_rx_seq_resume(struct wire_rx_seq *rx, uint64_t epoch, uint64_t ack)
+{
+	seq_restart(rx, epoch);
+	rx->ack = ack;
+}
+
 enum wire_seq_verdict wire_rx_seq_accept(struct wire_rx_seq *rx, uint64_t epoch, uint64_t seq)
 {
 	unsigned bit;

@@ -1098,6 +1098,14 @@ static const char *const all_keys[] = {
         "timers.gateway_timeout_ms",
         "timers.stats_interval_ms",
         "log.level",
+        "store.dir",
+        "store.durability",
+        "store.segment_mb",
+        "store.checkpoint_mb",
+        "store.retention_days",
+        "store.ring_mb",
+        "store.history_customers",
+        "store.key_hex",
         "gateways[].id",
         "gateways[].name",
         "gateways[].role",
@@ -1309,9 +1317,37 @@ static void test_mutations_never_crash(void **state)
 	free(buf);
 }
 
+static void test_store_section(void **state)
+{
+	static const char base[] = ROUTER GW SK;
+	char text[512];
+
+	(void)state;
+	assert_int_equal(parse(base), 0);
+	assert_string_equal(cfg.store_dir, "/var/lib/surge");
+	assert_int_equal(cfg.store_policy, CTL_STORE_SYNC);
+	assert_false(cfg.store_has_key);
+	snprintf(text, sizeof(text), "%sstore: {dir: /tmp/x, durability: \"interval:25\"}\n", base);
+	assert_int_equal(parse(text), 0);
+	assert_int_equal(cfg.store_policy, CTL_STORE_INTERVAL);
+	assert_int_equal(cfg.store_interval_ms, 25);
+	snprintf(text, sizeof(text), "%sstore: {durability: none, key_hex: %s}\n", base,
+	         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
+	assert_int_equal(parse(text), 0);
+	assert_int_equal(cfg.store_policy, CTL_STORE_NONE);
+	assert_true(cfg.store_has_key);
+	assert_int_equal(cfg.store_key[31], 0x1f);
+	snprintf(text, sizeof(text), "%sstore: {durability: \"interval:0\"}\n", base);
+	assert_int_equal(parse(text), -EINVAL);
+	assert_non_null(strstr(err, "store.durability"));
+	snprintf(text, sizeof(text), "%sstore: {durability: always}\n", base);
+	assert_int_equal(parse(text), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_store_section),
 	        cmocka_unit_test(test_example_text),
 	        cmocka_unit_test(test_example_file),
 	        cmocka_unit_test(test_defaults),

@@ -1447,10 +1447,29 @@ static void test_seq_matches_model(void **state)
 			fail_msg("verdict %u never produced (seed %" PRIu64 ")", i, test_seed);
 }
 
+/* A restart resumes a gateway's numbering where the store says it was. */
+static void test_seq_resume(void **state)
+{
+	struct wire_rx_seq rx = {0};
+
+	(void)state;
+	wire_rx_seq_resume(&rx, 77, 50000);
+	assert_int_equal(wire_rx_seq_accept(&rx, 77, 49990), WIRE_SEQ_DUPLICATE);
+	assert_int_equal(wire_rx_seq_accept(&rx, 77, 50000), WIRE_SEQ_DUPLICATE);
+	assert_int_equal(wire_rx_seq_accept(&rx, 77, 50002), WIRE_SEQ_NEW);
+	assert_int_equal(rx.ack, 50000);
+	assert_int_equal(wire_rx_seq_accept(&rx, 77, 50001), WIRE_SEQ_NEW);
+	assert_int_equal(rx.ack, 50002);
+	/* A new epoch of the gateway starts over, as always. */
+	assert_int_equal(wire_rx_seq_accept(&rx, 78, 1), WIRE_SEQ_NEW);
+	assert_int_equal(rx.ack, 1);
+}
+
 int main(void)
 {
 	const char *env = getenv("SURGE_SEED");
 	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_seq_resume),
 	        cmocka_unit_test(test_arena_alignment_and_accounting),
 	        cmocka_unit_test(test_arena_strndup),
 	        cmocka_unit_test_setup_teardown(test_arena_is_protobuf_allocator, setup_arena,

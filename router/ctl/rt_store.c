@@ -1,0 +1,588 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The router and its session store: recovery into the dispatch engine at
+ * start, the journal of the engine appended to the store, acknowledgements
+ * that follow durability, the customers' history, and what the router does
+ * when the store fails.
+ *
+ * Acks. After a frame is processed, (the gateway's cumulative ack, the
+ * highest ticket appended so far) joins the gateway's ack queue; the ack a
+ * frame carries is the last entry whose ticket the store has made durable.
+ * Every record of a frame has a ticket <= the one noted with it, so a frame
+ * is acknowledged only once all it caused is durable. A full queue merges
+ * its newest entries: acks get coarser, never early.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "router_pvt.h"
+#include "store.h"
+
+_Static_assert(CTL_STORE_SYNC == (int)STORE_POLICY_SYNC, "policy values differ");
+_Static_assert(CTL_STORE_INTERVAL == (int)STORE_POLICY_INTERVAL, "policy values differ");
+_Static_assert(CTL_STORE_NONE == (int)STORE_POLICY_NONE, "policy values differ");
+
+#define RT_APPEND_SPIN_NS                                                                          \
+	5000000000ull /* a full ring this long (a checkpoint pauses the log) is a failure */
+
+static struct store_str sstr(struct disp_str s)
+{
+	return (struct store_str){.ptr = s.ptr, .len = s.len};
+}
+
+static struct disp_str dstr_of(struct store_str s)
+{
+	return (struct disp_str){.ptr = s.ptr, .len = s.len};
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void rt_store_log(void *ctx, int level, const char *msg)
+{
+	const struct rt_router *rt = ctx;
+	static const char *const names[] = {"error", "warning", "info", "debug"};
+
+	if (level > rt->cfg->log_level)
+		return;
+	fprintf(stderr, "surge-router: store %s: %s\n",
+	        names[level < 0   ? 0
+	              : level > 3 ? 3
+	                          : level],
+	        msg);
+}
+
+/* The store failed: said once, then visible in the counters. */
+static void rt_store_failed(struct rt_router *rt)
+{
+	struct store_stats st;
+
+	if (rt->store_failed)
+		return;
+	rt->store_failed = true;
+	store_stats_get(rt->store, &st);
+	fprintf(stderr,
+	        "surge-router: store failed (%s): no more acknowledgements, new sessions refused "
+	        "with STORE_FAILED; routing continues from memory; restart to recover\n",
+	        st.error ? strerror(-st.error < 0 ? st.error : -st.error) : "ring full");
+}
+
+/* ---- journal ---------------------------------------------------------------- */
+
+static void rt_event_to_store(const struct disp_event *d, struct store_event *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ts_ms = d->ts_ms;
+	s->session_id = d->session_id;
+	s->gw = d->gw;
+	switch (d->kind) {
+	case DISP_EV_OPENED:
+		s->type = STORE_REC_OPENED;
+		s->ref = d->open_ref;
+		s->code = d->channel;
+		s->value = d->priority;
+		s->customer = sstr(d->customer);
+		s->skill = sstr(d->skill);
+		s->extra = sstr(d->tenant);
+		s->text = sstr(d->question);
+		break;
+	case DISP_EV_QUEUED:
+		s->type = STORE_REC_QUEUED;
+		s->skill = sstr(d->skill);
+		s->ref = d->waiting_since_ms;
+		s->value = d->priority;
+		s->flags = d->front ? STORE_EF_FRONT : 0;
+		break;
+	case DISP_EV_ASSIGNED:
+		s->type = STORE_REC_ASSIGNED;
+		s->agent = sstr(d->agent);
+		s->skill = sstr(d->skill);
+		break;
+	case DISP_EV_TRANSFERRED:
+		s->type = STORE_REC_TRANSFERRED;
+		s->agent = sstr(d->agent);
+		s->skill = sstr(d->skill);
+		s->text = sstr(d->text);
+		break;
+	case DISP_EV_MSG_IN:
+		s->type = STORE_REC_MSG_IN;
+		s->msg_id = d->msg_id;
+		s->text = sstr(d->text);
+		s->extra = sstr(d->attachment);
+		break;
+	case DISP_EV_MSG_OUT:
+		s->type = STORE_REC_MSG_OUT;
+		s->msg_id = d->msg_id;
+		s->agent = sstr(d->agent);
+		s->text = sstr(d->text);
+		s->extra = sstr(d->attachment);
+		s->flags = d->hold ? STORE_EF_HOLD : 0;
+		break;
+	case DISP_EV_SLA_ALERT:
+		s->type = STORE_REC_SLA_ALERT;
+		s->agent = sstr(d->agent);
+		s->skill = sstr(d->skill);
+		s->code = d->sla;
+		s->ref = d->elapsed_ms;
+		break;
+	case DISP_EV_ENDED:
+		s->type = STORE_REC_ENDED;
+		s->code = d->reason;
+		s->value = d->rating;
+		s->flags = (uint16_t)((d->complaint ? STORE_EF_COMPLAINT : 0) |
+		                      (d->by_agent ? STORE_EF_BY_AGENT : 0));
+		s->customer = sstr(d->customer);
+		s->skill = sstr(d->skill);
+		s->agent = sstr(d->agent);
+		s->ref = d->opened_ms;
+		s->text = sstr(d->text);
+		s->extra = sstr(d->question);
+		break;
+	case DISP_EV_LEFT_MESSAGE:
+		s->type = STORE_REC_LEFT_MESSAGE;
+		s->ref = d->open_ref;
+		s->customer = sstr(d->customer);
+		s->skill = sstr(d->skill);
+		s->extra = sstr(d->tenant);
+		s->text = sstr(d->question);
+		break;
+	case DISP_EV_AGENT_STATE:
+		s->type = STORE_REC_AGENT_STATE;
+		s->agent = sstr(d->agent);
+		s->code = d->state;
+		break;
+	case DISP_EV_NOTES:
+		s->type = STORE_REC_NOTES;
+		s->customer = sstr(d->customer);
+		s->agent = sstr(d->agent);
+		s->text = sstr(d->text);
+		break;
+	}
+}
+
+/* Append one record; a full ring is waited out briefly, never dropped silently. */
+static void rt_append(struct rt_router *rt, const struct store_event *ev)
+{
+	uint64_t ticket, deadline = 0;
+	int rc;
+
+	for (;;) {
+		rc = store_append(rt->store_prod, ev, &ticket);
+		if (rc != -ENOBUFS)
+			break;
+		if (deadline == 0)
+			deadline = mono_ns() + RT_APPEND_SPIN_NS;
+		else if (mono_ns() > deadline)
+			break;
+	}
+	if (rc == 0) {
+		rt->store_ticket = ticket;
+		return;
+	}
+	rt->store_append_errors++;
+	/*
+	 * A record that cannot be kept makes every later ack a lie: acks stop
+	 * for good (the ticket never becomes durable) and the router says so.
+	 */
+	rt->store_ticket = UINT64_MAX;
+	rt_store_failed(rt);
+}
+
+/* The dispatch engine's journal callback. */
+static void rt_journal(void *ctx, const struct disp_event *d)
+{
+	struct rt_router *rt = ctx;
+	struct store_event ev;
+
+	rt_event_to_store(d, &ev);
+	if (ev.type == STORE_REC_NONE)
+		return;
+	rt_append(rt, &ev);
+	if (ev.type == STORE_REC_ENDED)
+		store_history_add(rt->history, &ev);
+	else if (ev.type == STORE_REC_NOTES)
+		store_history_notes(rt->history, ev.customer, ev.session_id, ev.text);
+}
+
+/* ---- recovery into the engine ------------------------------------------------- */
+
+struct rt_restore_list {
+	struct disp_restore *r;
+	struct disp_msg *msgs; /* the backlogs, each r's at r->backlog */
+	uint64_t *order;       /* queued_lsn of each, for sorting */
+	uint32_t n, cap;
+	size_t nmsg, msg_cap;
+	int err;
+};
+
+static void rt_collect(void *ctx, const struct store_session *s, const struct store_msg *backlog,
+                       uint32_t nb_backlog)
+{
+	struct rt_restore_list *l = ctx;
+	struct disp_restore *r;
+
+	if (l->err)
+		return;
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? 2 * l->cap : 256;
+		struct disp_restore *nr = realloc(l->r, cap * sizeof(*nr));
+		uint64_t *no = nr ? realloc(l->order, cap * sizeof(*no)) : NULL;
+
+		if (nr)
+			l->r = nr;
+		if (!nr || !no) {
+			l->err = -ENOMEM;
+			return;
+		}
+		l->order = no;
+		l->cap = cap;
+	}
+	if (l->nmsg + nb_backlog > l->msg_cap) {
+		size_t cap = l->msg_cap ? 2 * l->msg_cap : 1024;
+		struct disp_msg *nm;
+
+		while (cap < l->nmsg + nb_backlog)
+			cap *= 2;
+		nm = realloc(l->msgs, cap * sizeof(*nm));
+		if (!nm) {
+			l->err = -ENOMEM;
+			return;
+		}
+		l->msgs = nm;
+		l->msg_cap = cap;
+	}
+	r = &l->r[l->n];
+	memset(r, 0, sizeof(*r));
+	r->session_id = s->session_id;
+	r->customer_gw = s->customer_gw;
+	r->customer_id = (struct disp_str){s->customer, (uint32_t)strlen(s->customer)};
+	r->skill = (struct disp_str){s->skill, (uint32_t)strlen(s->skill)};
+	r->question = (struct disp_str){s->question, (uint32_t)strlen(s->question)};
+	r->channel = s->channel;
+	r->priority = s->priority;
+	r->open_ref = s->open_ref;
+	r->opened_ms = s->opened_ms;
+	r->waiting_since_ms = s->waiting_since_ms;
+	if (s->assigned) {
+		r->agent_id = (struct disp_str){s->agent, (uint32_t)strlen(s->agent)};
+		r->agent_gw = s->agent_gw;
+		r->replied = s->replied;
+	}
+	r->transferred = s->transfers > 0;
+	/* Pointers into l->msgs are set after the last realloc, by index for now. */
+	r->backlog = (const struct disp_msg *)(uintptr_t)l->nmsg;
+	r->nb_backlog = nb_backlog;
+	for (uint32_t i = 0; i < nb_backlog; i++) {
+		struct disp_msg *m = &l->msgs[l->nmsg++];
+
+		m->msg_id = backlog[i].msg_id;
+		m->sender = backlog[i].from_agent ? DISP_SIDE_AGENT : DISP_SIDE_CUSTOMER;
+		m->text = dstr_of(backlog[i].text);
+		m->attachment_ref = dstr_of(backlog[i].attachment);
+		m->sent_unix_ms = backlog[i].sent_ms;
+		m->agent_id = dstr_of(backlog[i].agent);
+	}
+	l->order[l->n] = s->queued_lsn;
+	l->n++;
+}
+
+static const struct rt_restore_list *rt_sort_list;
+
+/* Queue order: priority first, then the original wait, then the log's order. */
+static int rt_restore_cmp(const void *a, const void *b)
+{
+	const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	const struct disp_restore *rx = &rt_sort_list->r[x], *ry = &rt_sort_list->r[y];
+
+	if (rx->priority != ry->priority)
+		return rx->priority > ry->priority ? -1 : 1;
+	if (rx->waiting_since_ms != ry->waiting_since_ms)
+		return rx->waiting_since_ms < ry->waiting_since_ms ? -1 : 1;
+	if (rt_sort_list->order[x] != rt_sort_list->order[y])
+		return rt_sort_list->order[x] < rt_sort_list->order[y] ? -1 : 1;
+	return 0;
+}
+
+static int rt_restore(struct rt_router *rt, const struct store_state *st)
+{
+	struct rt_restore_list l = {0};
+	uint32_t *idx = NULL, refused = 0;
+	int ret;
+
+	ret = disp_restore_begin(rt->disp, store_state_max_session(st));
+	if (ret)
+		return ret;
+	store_state_sessions(st, rt_collect, &l);
+	ret = l.err;
+	if (ret)
+		goto out_free;
+	idx = malloc((l.n ? l.n : 1) * sizeof(*idx));
+	if (!idx) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	for (uint32_t i = 0; i < l.n; i++) {
+		idx[i] = i;
+		l.r[i].backlog = l.r[i].nb_backlog ? &l.msgs[(uintptr_t)l.r[i].backlog] : NULL;
+	}
+	rt_sort_list = &l;
+	qsort(idx, l.n, sizeof(*idx), rt_restore_cmp);
+	rt_sort_list = NULL;
+	for (uint32_t i = 0; i < l.n; i++)
+		if (disp_restore_session(rt->disp, &l.r[idx[i]], rt->now_ms) < 0)
+			refused++;
+	rt->store_restored = l.n - refused;
+	if (refused)
+		fprintf(stderr,
+		        "surge-router: %u recovered sessions could not be restored (skill gone "
+		        "from "
+		        "the configuration, or limits too small)\n",
+		        refused);
+out_free:
+	free(idx);
+	free(l.r);
+	free(l.msgs);
+	free(l.order);
+	return ret;
+}
+
+/* ---- set-up ----------------------------------------------------------------------- */
+
+int rt_store_open(struct rt_router *rt)
+{
+	const struct ctl_config *cfg = rt->cfg;
+	struct store_conf sc = {
+	        .dir = cfg->store_dir,
+	        .policy = (enum store_policy)cfg->store_policy,
+	        .interval_ms = cfg->store_interval_ms,
+	        .segment_bytes = (uint64_t)cfg->store_segment_mb << 20,
+	        .nb_producers = 1,
+	        .ring_bytes = 1u << 20,
+	        .retention_ms = (uint64_t)cfg->store_retention_days * 86400000u,
+	        .checkpoint_bytes = (uint64_t)cfg->store_checkpoint_mb << 20,
+	        .history_customers = cfg->store_history_customers,
+	        .key = cfg->store_has_key ? cfg->store_key : NULL,
+	        .log = rt_store_log,
+	        .log_ctx = rt,
+	};
+	struct store_recovery rec;
+
+	if (cfg->store_dir[0] == '\0') {
+		fprintf(stderr, "surge-router: warning: no store configured: acknowledgements mean "
+		                "processed, not durable\n");
+		return 0;
+	}
+	while (sc.ring_bytes < (uint64_t)cfg->store_ring_mb << 20)
+		sc.ring_bytes <<= 1;
+	rt->history = store_history_create(cfg->store_history_customers);
+	if (!rt->history)
+		return -errno;
+	rt->store = store_open(&sc, &rec);
+	if (!rt->store) {
+		int err = errno;
+
+		fprintf(stderr, "surge-router: cannot open the store in %s: %s\n", cfg->store_dir,
+		        strerror(err));
+		store_history_destroy(rt->history);
+		rt->history = NULL;
+		return -err;
+	}
+	rt->store_rec = rec;
+	fprintf(stderr,
+	        "surge-router: store %s: recovered %" PRIu64 " records (lsn %" PRIu64 "..%" PRIu64
+	        ") from %u segments in %.1f ms, %u open sessions, %u customers with history, "
+	        "%" PRIu64 " torn bytes cut\n",
+	        cfg->store_dir, rec.records, rec.first_lsn, rec.last_lsn, rec.segments,
+	        (double)rec.elapsed_ns / 1e6, rec.sessions_open, rec.customers, rec.torn_bytes);
+	return 0;
+}
+
+static void rt_resume_gw(void *ctx, uint32_t id, uint64_t epoch, uint64_t ack)
+{
+	struct rt_router *rt = ctx;
+	struct rt_gateway *gw = rt_gw_lookup(rt, id);
+
+	if (!gw)
+		return;
+	/* Frames up to ack were processed and kept: a resent one is a duplicate. */
+	wire_rx_seq_resume(&gw->rx, epoch, ack);
+	gw->ack_ok = ack;
+	gw->ack_logged = ack;
+}
+
+int rt_store_start(struct rt_router *rt)
+{
+	const struct store_state *st;
+	int ret;
+
+	if (!rt->store)
+		return 0;
+	st = store_recovered(rt->store);
+	ret = rt_restore(rt, st);
+	if (ret)
+		return ret;
+	store_state_gw_acks(st, rt_resume_gw, rt);
+	ret = store_history_copy(rt->history, store_state_history(st));
+	if (ret)
+		return ret;
+	ret = store_start(rt->store);
+	if (ret)
+		return ret;
+	rt->store_prod = store_producer(rt->store, 0);
+	return 0;
+}
+
+int rt_store_close(struct rt_router *rt)
+{
+	int ret = 0;
+
+	if (rt->store) {
+		ret = store_close(rt->store);
+		rt->store = NULL;
+		rt->store_prod = NULL;
+	}
+	store_history_destroy(rt->history);
+	rt->history = NULL;
+	return ret;
+}
+
+disp_journal_fn *rt_store_journal(const struct rt_router *rt)
+{
+	return rt->store ? rt_journal : NULL;
+}
+
+/* ---- acks ------------------------------------------------------------------------ */
+
+void rt_store_frame_done(struct rt_router *rt, struct rt_gateway *gw)
+{
+	struct store_event ev = {.type = STORE_REC_GW_ACK,
+	                         .ts_ms = rt->now_ms,
+	                         .gw = gw->conf->id,
+	                         .ref = gw->rx.epoch,
+	                         .msg_id = gw->rx.ack};
+	struct rt_ackq *q;
+
+	if (!rt->store) {
+		gw->ack_ok = gw->rx.ack;
+		return;
+	}
+	/* After this frame's records: a restart resumes the gateway from here. */
+	if (gw->rx.ack != gw->ack_logged) {
+		rt_append(rt, &ev);
+		gw->ack_logged = gw->rx.ack;
+	}
+	if (gw->aq_n == 0 && rt->store_ticket <= rt->store_durable) {
+		gw->ack_ok = gw->rx.ack;
+		return;
+	}
+	if (gw->aq_n == RT_ACKQ) {
+		/* Merge into the newest: its ack and ticket are the largest so far. */
+		q = &gw->aq[(gw->aq_head + RT_ACKQ - 1) % RT_ACKQ];
+	} else {
+		q = &gw->aq[(gw->aq_head + gw->aq_n) % RT_ACKQ];
+		gw->aq_n++;
+	}
+	q->ack = gw->rx.ack;
+	q->ticket = rt->store_ticket;
+}
+
+void rt_store_gw_restart(struct rt_gateway *gw)
+{
+	gw->ack_ok = 0;
+	gw->ack_logged = 0;
+	gw->aq_n = 0;
+	gw->aq_head = 0;
+}
+
+void rt_store_poll(struct rt_router *rt)
+{
+	uint64_t durable;
+
+	if (!rt->store)
+		return;
+	durable = store_durable(rt->store_prod);
+	rt->store_durable = durable;
+	if (!rt->store_failed && !store_healthy(rt->store))
+		rt_store_failed(rt);
+	for (uint32_t i = 0; i < rt->nb_gws; i++) {
+		struct rt_gateway *gw = &rt->gws[i];
+		bool moved = false;
+
+		while (gw->aq_n && gw->aq[gw->aq_head].ticket <= durable) {
+			gw->ack_ok = gw->aq[gw->aq_head].ack;
+			gw->aq_head = (gw->aq_head + 1) % RT_ACKQ;
+			gw->aq_n--;
+			moved = true;
+		}
+		if (moved)
+			gw->ack_owed = true;
+	}
+}
+
+bool rt_store_refuses(const struct rt_router *rt)
+{
+	return rt->store && rt->store_failed;
+}
+
+/* ---- history ------------------------------------------------------------------- */
+
+uint32_t rt_store_history(const struct rt_router *rt, struct disp_str customer,
+                          struct store_past *out)
+{
+	if (!rt->history || customer.len == 0)
+		return 0;
+	return store_history_get(rt->history, sstr(customer), out);
+}
+
+int rt_store_history_owner(const struct rt_router *rt, uint64_t past_session_id, char *customer,
+                           size_t len, struct store_past *out)
+{
+	if (!rt->history)
+		return -ENOENT;
+	return store_history_find(rt->history, past_session_id, customer, len, out);
+}
+
+int rt_store_transcript(struct rt_router *rt, const struct store_past *past,
+                        void (*fn)(void *ctx, const struct store_msg *m), void *ctx)
+{
+	if (!rt->store)
+		return -ENOENT;
+	return store_transcript(rt->store, past->session_id, past->opened_lsn, past->opened_ms, fn,
+	                        ctx);
+}
+
+void rt_store_dump(const struct rt_router *rt, FILE *out)
+{
+	struct store_stats st;
+
+	if (!rt->store)
+		return;
+	store_stats_get(rt->store, &st);
+	fprintf(out, "surge_store_healthy %d\n", !rt->store_failed && st.error == 0);
+	fprintf(out, "surge_store_records_total %" PRIu64 "\n", st.appended);
+	fprintf(out, "surge_store_written_bytes_total %" PRIu64 "\n", st.written_bytes);
+	fprintf(out, "surge_store_writes_total %" PRIu64 "\n", st.writes);
+	fprintf(out, "surge_store_syncs_total %" PRIu64 "\n", st.syncs);
+	fprintf(out, "surge_store_batches_total %" PRIu64 "\n", st.batches);
+	fprintf(out, "surge_store_durable_lsn %" PRIu64 "\n", st.durable_lsn);
+	fprintf(out, "surge_store_ring_full_total %" PRIu64 "\n", st.ring_full);
+	fprintf(out, "surge_store_segments_created_total %" PRIu64 "\n", st.segments_created);
+	fprintf(out, "surge_store_segments_deleted_total %" PRIu64 "\n", st.segments_deleted);
+	fprintf(out, "surge_store_checkpoints_total %" PRIu64 "\n", st.checkpoints);
+	fprintf(out, "surge_store_write_errors_total %" PRIu64 "\n", st.write_errors);
+	fprintf(out, "surge_store_sync_errors_total %" PRIu64 "\n", st.sync_errors);
+	fprintf(out, "surge_store_append_errors_total %" PRIu64 "\n", rt->store_append_errors);
+	fprintf(out, "surge_store_refused_sessions_total %" PRIu64 "\n", rt->store_refused);
+	fprintf(out, "surge_store_recovered_records %" PRIu64 "\n", rt->store_rec.records);
+	fprintf(out, "surge_store_recovery_ms %.1f\n", (double)rt->store_rec.elapsed_ns / 1e6);
+	fprintf(out, "surge_store_restored_sessions %u\n", rt->store_restored);
+}
