@@ -17,6 +17,7 @@ packages=(
 	iproute2 iputils-ping ethtool procps python3
 	clang-format clang-tidy cppcheck
 	valgrind
+	redis-server redis-tools
 )
 
 missing=()
