@@ -616,7 +616,8 @@ static void rt_login(struct rt_router *rt, uint32_t gw, const Surge__V1__AgentLo
 struct rt_transcript {
 	struct rt_router *rt;
 	struct rt_gateway *gw;
-	const Surge__V1__HistoryRequest *req;
+	const char *agent_id;
+	uint64_t session_id, past_session_id;
 	Surge__V1__Envelope *env; /* being filled */
 	size_t bytes;             /* its messages' size, roughly */
 	int err;
@@ -631,9 +632,32 @@ static void rt_transcript_flush(struct rt_transcript *t)
 	}
 }
 
-static void rt_transcript_msg(void *ctx, const struct store_msg *m)
+/* A new HistoryReply envelope with room for 64 messages; -ENOMEM when the arena is full. */
+static int rt_transcript_start(struct rt_transcript *t)
 {
-	struct rt_transcript *t = ctx;
+	struct rt_router *rt = t->rt;
+	Surge__V1__HistoryReply *h;
+
+	t->env = RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
+	h = RT_NEW(rt, Surge__V1__HistoryReply, SURGE__V1__HISTORY_REPLY__INIT);
+	if (!t->env || !h)
+		goto out_nomem;
+	h->agent_id = rt_dup(rt, (struct disp_str){t->agent_id, (uint32_t)strlen(t->agent_id)});
+	h->session_id = t->session_id;
+	h->past_session_id = t->past_session_id;
+	h->messages = wire_arena_alloc(&rt->tx_arena, 64 * sizeof(Surge__V1__Deliver *));
+	if (!h->agent_id || !h->messages)
+		goto out_nomem;
+	t->env->body_case = SURGE__V1__ENVELOPE__BODY_HISTORY_REPLY;
+	t->env->history_reply = h;
+	return 0;
+out_nomem:
+	t->env = NULL;
+	return -ENOMEM;
+}
+
+static void rt_transcript_msg(struct rt_transcript *t, const struct store_msg *m)
+{
 	struct rt_router *rt = t->rt;
 	Surge__V1__HistoryReply *h;
 	struct disp_msg dm = {
@@ -651,29 +675,10 @@ static void rt_transcript_msg(void *ctx, const struct store_msg *m)
 		return;
 	if (t->env && t->bytes + need > rt->frame_budget / 2)
 		rt_transcript_flush(t);
-	if (!t->env) {
-		t->env = RT_NEW(rt, Surge__V1__Envelope, SURGE__V1__ENVELOPE__INIT);
-		h = RT_NEW(rt, Surge__V1__HistoryReply, SURGE__V1__HISTORY_REPLY__INIT);
-		if (!t->env || !h) {
-			t->err = -ENOMEM;
-			t->env = NULL;
-			return;
-		}
-		h->agent_id = rt_dup(rt, (struct disp_str){t->req->agent_id,
-		                                           (uint32_t)strlen(t->req->agent_id)});
-		h->session_id = t->req->session_id;
-		h->past_session_id = t->req->past_session_id;
-		h->messages = wire_arena_alloc(&rt->tx_arena, 64 * sizeof(Surge__V1__Deliver *));
-		if (!h->agent_id || !h->messages) {
-			t->err = -ENOMEM;
-			t->env = NULL;
-			return;
-		}
-		t->env->body_case = SURGE__V1__ENVELOPE__BODY_HISTORY_REPLY;
-		t->env->history_reply = h;
-	}
+	if (!t->env && (t->err = rt_transcript_start(t)) < 0)
+		return;
 	h = t->env->history_reply;
-	d = rt_deliver(rt, &dm, t->req->past_session_id);
+	d = rt_deliver(rt, &dm, t->past_session_id);
 	if (!d) {
 		t->err = -ENOMEM;
 		return;
@@ -684,10 +689,39 @@ static void rt_transcript_msg(void *ctx, const struct store_msg *m)
 		rt_transcript_flush(t);
 }
 
+void rt_history_answer(struct rt_router *rt, uint32_t gw_id, const char *agent_id,
+                       uint64_t session_id, uint64_t past_session_id, int rc,
+                       const struct store_msg *msgs, uint32_t n)
+{
+	struct rt_gateway *gw = rt_gw_find(rt, gw_id);
+	struct rt_transcript t = {.rt = rt,
+	                          .gw = gw,
+	                          .agent_id = agent_id,
+	                          .session_id = session_id,
+	                          .past_session_id = past_session_id};
+
+	if (!gw)
+		return;
+	if (rc < 0) {
+		rt_error(rt, gw, DISP_ERR_UNKNOWN_SESSION, "transcript no longer in the log",
+		         past_session_id);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		rt_transcript_msg(&t, &msgs[i]);
+	if (!t.env && !t.err)
+		t.err = rt_transcript_start(&t); /* no messages: still an answer */
+	if (t.err) {
+		rt->rt_drops[RT_DROP_TX_ARENA_FULL]++;
+		return;
+	}
+	rt_transcript_flush(&t);
+}
+
 /*
  * HistoryRequest: the transcript of one of the customer's past sessions, for
- * the agent serving that customer now and nobody else. Read from the log on
- * this lcore: rare, and bounded by one session's records.
+ * the agent serving that customer now and nobody else. The log is read by
+ * the store's reader thread; the answer goes out from a later tick.
  */
 static void rt_history_request(struct rt_router *rt, struct rt_gateway *gw,
                                const Surge__V1__HistoryRequest *req)
@@ -696,7 +730,6 @@ static void rt_history_request(struct rt_router *rt, struct rt_gateway *gw,
 	struct disp_str customer;
 	struct store_past past;
 	char owner[64];
-	struct rt_transcript t = {.rt = rt, .gw = gw, .req = req};
 	int rc;
 
 	rc = disp_session_serving(rt->disp, req->session_id, agent, &customer);
@@ -712,19 +745,9 @@ static void rt_history_request(struct rt_router *rt, struct rt_gateway *gw,
 		         "history only of the customer you are serving now", req->past_session_id);
 		return;
 	}
-	rc = rt_store_transcript(rt, &past, rt_transcript_msg, &t);
-	if (rc < 0 || t.err) {
-		rt_error(rt, gw, DISP_ERR_UNKNOWN_SESSION, "transcript no longer in the log",
-		         req->past_session_id);
-		return;
-	}
-	if (!t.env) {
-		/* No messages: still an answer. */
-		rt_transcript_msg(&t, &(struct store_msg){0});
-		if (t.env)
-			t.env->history_reply->n_messages = 0;
-	}
-	rt_transcript_flush(&t);
+	if (rt_store_ask_transcript(rt, gw->conf->id, req->agent_id, req->session_id, &past) < 0)
+		rt_error(rt, gw, DISP_ERR_OVERLOADED,
+		         "too many history requests at once: try again", req->past_session_id);
 }
 
 static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,

@@ -17,8 +17,9 @@
 #include "store.h"
 #include "wire.h"
 
-#define RT_TX_BURST 64u /* frames handed to the port at once */
-#define RT_ACKQ     64u /* frames of a gateway waiting for the store, before merging */
+#define RT_TX_BURST   64u /* frames handed to the port at once */
+#define RT_ACKQ       64u /* frames of a gateway waiting for the store, before merging */
+#define RT_HIST_SLOTS 16u /* history requests being read at once */
 
 /* A processed frame's ack, sendable once the store has made ticket durable. */
 struct rt_ackq {
@@ -106,6 +107,7 @@ struct rt_router {
 	struct store *store;               /* NULL: no store configured */
 	struct store_producer *store_prod; /* this worker's */
 	struct store_history *history;     /* customers' last consultations (worker's copy) */
+	struct rt_hist *hist;              /* the transcript reader thread */
 	struct store_recovery store_rec;   /* what recovery did at start */
 	uint64_t store_ticket;             /* highest ticket appended */
 	uint64_t store_durable;            /* highest ticket durable, as last polled */
@@ -175,9 +177,17 @@ uint32_t rt_store_history(const struct rt_router *rt, struct disp_str customer,
 /* The customer and summary of a past session: 0 or -ENOENT. */
 int rt_store_history_owner(const struct rt_router *rt, uint64_t past_session_id, char *customer,
                            size_t len, struct store_past *out);
-/* Read a past session's transcript (blocking). Messages or a negative errno. */
-int rt_store_transcript(struct rt_router *rt, const struct store_past *past,
-                        void (*fn)(void *ctx, const struct store_msg *m), void *ctx);
+/*
+ * Ask the store's reader thread for a past session's transcript; the answer
+ * goes to gateway gw from a later tick (rt_history_answer). 0, -EBUSY (all
+ * RT_HIST_SLOTS requests in flight) or -ENOENT (no store).
+ */
+int rt_store_ask_transcript(struct rt_router *rt, uint32_t gw, const char *agent,
+                            uint64_t session_id, const struct store_past *past);
+/* Send a transcript (rc < 0: the error) as HistoryReply envelopes to gateway gw_id. */
+void rt_history_answer(struct rt_router *rt, uint32_t gw_id, const char *agent_id,
+                       uint64_t session_id, uint64_t past_session_id, int rc,
+                       const struct store_msg *msgs, uint32_t n);
 /* The store's counters, Prometheus text. */
 void rt_store_dump(const struct rt_router *rt, FILE *out);
 

@@ -14,6 +14,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,10 @@
 _Static_assert(CTL_STORE_SYNC == (int)STORE_POLICY_SYNC, "policy values differ");
 _Static_assert(CTL_STORE_INTERVAL == (int)STORE_POLICY_INTERVAL, "policy values differ");
 _Static_assert(CTL_STORE_NONE == (int)STORE_POLICY_NONE, "policy values differ");
+
+static int rt_hist_start(struct rt_router *rt);
+static void rt_hist_stop(struct rt_router *rt);
+static void rt_hist_poll(struct rt_router *rt);
 
 #define RT_APPEND_SPIN_NS                                                                          \
 	5000000000ull /* a full ring this long (a checkpoint pauses the log) is a failure */
@@ -438,13 +445,14 @@ int rt_store_start(struct rt_router *rt)
 	if (ret)
 		return ret;
 	rt->store_prod = store_producer(rt->store, 0);
-	return 0;
+	return rt_hist_start(rt);
 }
 
 int rt_store_close(struct rt_router *rt)
 {
 	int ret = 0;
 
+	rt_hist_stop(rt);
 	if (rt->store) {
 		ret = store_close(rt->store);
 		rt->store = NULL;
@@ -509,6 +517,7 @@ void rt_store_poll(struct rt_router *rt)
 
 	if (!rt->store)
 		return;
+	rt_hist_poll(rt);
 	durable = store_durable(rt->store_prod);
 	rt->store_durable = durable;
 	if (!rt->store_failed && !store_healthy(rt->store))
@@ -551,13 +560,204 @@ int rt_store_history_owner(const struct rt_router *rt, uint64_t past_session_id,
 	return store_history_find(rt->history, past_session_id, customer, len, out);
 }
 
-int rt_store_transcript(struct rt_router *rt, const struct store_past *past,
-                        void (*fn)(void *ctx, const struct store_msg *m), void *ctx)
+/* ---- transcripts, read off the worker ------------------------------------------ */
+/*
+ * A HistoryRequest takes a slot: FREE -> ASKED (worker, release; the reader
+ * acquires) -> ANSWERED (reader, release; the worker acquires on its tick)
+ * -> FREE. The reader sleeps on a semaphore the worker posts once per
+ * request: requests are rare, a system call each is nothing.
+ */
+enum { RT_HIST_FREE = 0, RT_HIST_ASKED, RT_HIST_ANSWERED };
+
+struct rt_hist_slot {
+	_Atomic int state;
+	uint32_t gw;
+	char agent[64];
+	uint64_t session_id;
+	struct store_past past;
+	/* the answer, in memory of the reader's (freed by the worker) */
+	int rc;
+	struct store_msg *msgs;
+	uint32_t n, cap;
+	char *text; /* every string of msgs, back to back */
+	size_t text_len, text_cap;
+};
+
+struct rt_hist {
+	pthread_t thread;
+	sem_t wake;
+	_Atomic bool stop;
+	struct store *store;
+	struct rt_hist_slot slot[RT_HIST_SLOTS];
+};
+
+/* Copies one message into the slot: offsets into text now, pointers once complete. */
+static void rt_hist_collect(void *ctx, const struct store_msg *m)
 {
-	if (!rt->store)
+	struct rt_hist_slot *h = ctx;
+	size_t need = (size_t)m->agent.len + m->text.len + m->attachment.len;
+	struct store_msg *c;
+
+	if (h->rc < 0)
+		return;
+	if (h->n == h->cap) {
+		uint32_t cap = h->cap ? 2 * h->cap : 64;
+		struct store_msg *v = realloc(h->msgs, cap * sizeof(*v));
+
+		if (!v)
+			goto out_nomem;
+		h->msgs = v;
+		h->cap = cap;
+	}
+	if (h->text_len + need > h->text_cap) {
+		size_t cap = h->text_cap ? 2 * h->text_cap : 16384;
+		char *t;
+
+		while (cap < h->text_len + need)
+			cap *= 2;
+		t = realloc(h->text, cap);
+		if (!t)
+			goto out_nomem;
+		h->text = t;
+		h->text_cap = cap;
+	}
+	c = &h->msgs[h->n++];
+	*c = *m;
+	/* Offsets for now: text may move while it grows. */
+	c->agent.ptr = (const char *)(uintptr_t)h->text_len;
+	memcpy(h->text + h->text_len, m->agent.ptr, m->agent.len);
+	h->text_len += m->agent.len;
+	c->text.ptr = (const char *)(uintptr_t)h->text_len;
+	memcpy(h->text + h->text_len, m->text.ptr, m->text.len);
+	h->text_len += m->text.len;
+	c->attachment.ptr = (const char *)(uintptr_t)h->text_len;
+	memcpy(h->text + h->text_len, m->attachment.ptr, m->attachment.len);
+	h->text_len += m->attachment.len;
+	return;
+out_nomem:
+	h->rc = -ENOMEM;
+}
+
+static void *rt_hist_main(void *arg)
+{
+	struct rt_hist *r = arg;
+
+	for (;;) {
+		while (sem_wait(&r->wake) < 0 && errno == EINTR)
+			;
+		if (atomic_load_explicit(&r->stop, memory_order_acquire))
+			return NULL;
+		for (unsigned i = 0; i < RT_HIST_SLOTS; i++) {
+			struct rt_hist_slot *h = &r->slot[i];
+
+			/* acquire: pairs with the worker's release in rt_store_ask_transcript */
+			if (atomic_load_explicit(&h->state, memory_order_acquire) != RT_HIST_ASKED)
+				continue;
+			h->rc = 0;
+			h->n = 0;
+			h->text_len = 0;
+			{
+				int rc = store_transcript(r->store, h->past.session_id,
+				                          h->past.opened_lsn, h->past.opened_ms,
+				                          rt_hist_collect, h);
+
+				if (h->rc == 0 && rc < 0)
+					h->rc = rc;
+			}
+			for (uint32_t k = 0; k < h->n; k++) {
+				struct store_msg *m = &h->msgs[k];
+
+				m->agent.ptr = h->text + (uintptr_t)m->agent.ptr;
+				m->text.ptr = h->text + (uintptr_t)m->text.ptr;
+				m->attachment.ptr = h->text + (uintptr_t)m->attachment.ptr;
+			}
+			/* release: the worker reads the answer after its acquire */
+			atomic_store_explicit(&h->state, RT_HIST_ANSWERED, memory_order_release);
+		}
+	}
+}
+
+static int rt_hist_start(struct rt_router *rt)
+{
+	struct rt_hist *r = calloc(1, sizeof(*r));
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	r->store = rt->store;
+	if (sem_init(&r->wake, 0, 0) < 0) {
+		ret = -errno;
+		free(r);
+		return ret;
+	}
+	ret = pthread_create(&r->thread, NULL, rt_hist_main, r);
+	if (ret) {
+		sem_destroy(&r->wake);
+		free(r);
+		return -ret;
+	}
+	pthread_setname_np(r->thread, "surge-history");
+	rt->hist = r;
+	return 0;
+}
+
+static void rt_hist_stop(struct rt_router *rt)
+{
+	struct rt_hist *r = rt->hist;
+
+	if (!r)
+		return;
+	atomic_store_explicit(&r->stop, true, memory_order_release);
+	sem_post(&r->wake);
+	pthread_join(r->thread, NULL);
+	sem_destroy(&r->wake);
+	for (unsigned i = 0; i < RT_HIST_SLOTS; i++) {
+		free(r->slot[i].msgs);
+		free(r->slot[i].text);
+	}
+	free(r);
+	rt->hist = NULL;
+}
+
+int rt_store_ask_transcript(struct rt_router *rt, uint32_t gw, const char *agent,
+                            uint64_t session_id, const struct store_past *past)
+{
+	struct rt_hist *r = rt->hist;
+
+	if (!r)
 		return -ENOENT;
-	return store_transcript(rt->store, past->session_id, past->opened_lsn, past->opened_ms, fn,
-	                        ctx);
+	for (unsigned i = 0; i < RT_HIST_SLOTS; i++) {
+		struct rt_hist_slot *h = &r->slot[i];
+
+		if (atomic_load_explicit(&h->state, memory_order_acquire) != RT_HIST_FREE)
+			continue;
+		h->gw = gw;
+		snprintf(h->agent, sizeof(h->agent), "%s", agent);
+		h->session_id = session_id;
+		h->past = *past;
+		/* release: pairs with the reader's acquire in rt_hist_main */
+		atomic_store_explicit(&h->state, RT_HIST_ASKED, memory_order_release);
+		sem_post(&r->wake);
+		return 0;
+	}
+	return -EBUSY;
+}
+
+/* Answers the reader has ready go out as HistoryReply envelopes. */
+static void rt_hist_poll(struct rt_router *rt)
+{
+	struct rt_hist *r = rt->hist;
+
+	for (unsigned i = 0; r && i < RT_HIST_SLOTS; i++) {
+		struct rt_hist_slot *h = &r->slot[i];
+
+		/* acquire: pairs with the reader's release of the answer */
+		if (atomic_load_explicit(&h->state, memory_order_acquire) != RT_HIST_ANSWERED)
+			continue;
+		rt_history_answer(rt, h->gw, h->agent, h->session_id, h->past.session_id, h->rc,
+		                  h->msgs, h->n);
+		atomic_store_explicit(&h->state, RT_HIST_FREE, memory_order_release);
+	}
 }
 
 void rt_store_dump(const struct rt_router *rt, FILE *out)
