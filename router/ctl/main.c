@@ -145,6 +145,9 @@ static void usage(FILE *out)
 	        "options:\n"
 	        "  -c, --config FILE   YAML configuration (see docs/configuration.md); required\n"
 	        "      --check         validate the configuration, print a summary and exit\n"
+	        "      --erase ID      erase customer ID's data from the session store (the\n"
+	        "                      router must be stopped): a tombstone now, the log\n"
+	        "                      scrubbed at the next checkpoint\n"
 	        "      --io KIND       dpdk (default): serve on the DPDK port; kernel: serve on a\n"
 	        "                      kernel UDP socket bound to router.address:router.port\n"
 	        "                      (no EAL; where DPDK cannot run, and the baseline that\n"
@@ -216,14 +219,18 @@ static int serve_kernel(const struct ctl_config *cfg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
-	        {"io", required_argument, NULL, 'i'},     {"help", no_argument, NULL, 'h'},
-	        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"check", no_argument, NULL, 'k'},
+	        {"io", required_argument, NULL, 'i'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {"erase", required_argument, NULL, 'e'},
+	        {NULL, 0, NULL, 0},
 	};
 	static struct ctl_config cfg;
 	static struct run run;
 	struct net_port_conf pconf;
-	const char *config_path = NULL;
+	const char *config_path = NULL, *erase = NULL;
 	char err[512];
 	char *eal_argv[CTL_MAX_EAL_ARGS + 64];
 	int eal_argc = 0, opt, ret, check_only = 0, kernel_io = 0, status = EXIT_FAILURE;
@@ -236,6 +243,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			check_only = 1;
+			break;
+		case 'e':
+			erase = optarg;
 			break;
 		case 'i':
 			kernel_io = strcmp(optarg, "kernel") == 0;
@@ -267,6 +277,18 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		print_summary(&cfg);
+		return EXIT_SUCCESS;
+	}
+	if (erase) {
+		ret = rt_store_erase(&cfg, erase);
+		if (ret < 0) {
+			fprintf(stderr, "surge-router: cannot erase %s: %s\n", erase,
+			        strerror(-ret));
+			return EXIT_FAILURE;
+		}
+		printf("surge-router: customer %s erased: gone from the history now, scrubbed "
+		       "from the log at the next checkpoint\n",
+		       erase);
 		return EXIT_SUCCESS;
 	}
 

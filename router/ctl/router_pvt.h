@@ -155,6 +155,8 @@ struct rt_gateway *rt_gw_lookup(struct rt_router *rt, uint32_t id);
 
 /* ---- the store (rt_store.c) ---- */
 
+/* Append an erasure tombstone for customer to the store of cfg (the router stopped). */
+int rt_store_erase(const struct ctl_config *cfg, const char *customer);
 /* Open the store and recover (before the engine exists). 0 or a negative errno. */
 int rt_store_open(struct rt_router *rt);
 /* The engine's journal callback, or NULL without a store. */

@@ -364,10 +364,10 @@ out_free:
 
 /* ---- set-up ----------------------------------------------------------------------- */
 
-int rt_store_open(struct rt_router *rt)
+static void rt_store_conf(const struct ctl_config *cfg, struct store_conf *sc,
+                          void (*log)(void *ctx, int level, const char *msg), void *log_ctx)
 {
-	const struct ctl_config *cfg = rt->cfg;
-	struct store_conf sc = {
+	*sc = (struct store_conf){
 	        .dir = cfg->store_dir,
 	        .policy = (enum store_policy)cfg->store_policy,
 	        .interval_ms = cfg->store_interval_ms,
@@ -378,9 +378,51 @@ int rt_store_open(struct rt_router *rt)
 	        .checkpoint_bytes = (uint64_t)cfg->store_checkpoint_mb << 20,
 	        .history_customers = cfg->store_history_customers,
 	        .key = cfg->store_has_key ? cfg->store_key : NULL,
-	        .log = rt_store_log,
-	        .log_ctx = rt,
+	        .log = log,
+	        .log_ctx = log_ctx,
 	};
+	while (sc->ring_bytes < (uint64_t)cfg->store_ring_mb << 20)
+		sc->ring_bytes <<= 1;
+}
+
+static void rt_erase_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= 1)
+		fprintf(stderr, "surge-router: store: %s\n", msg);
+}
+
+int rt_store_erase(const struct ctl_config *cfg, const char *customer)
+{
+	struct store_event ev = {.type = STORE_REC_ERASE,
+	                         .ts_ms = (uint64_t)time(NULL) * 1000u,
+	                         .customer = {customer, (uint32_t)strlen(customer)}};
+	struct store_conf sc;
+	struct store *s;
+	uint64_t ticket;
+	int ret;
+
+	if (cfg->store_dir[0] == '\0')
+		return -ENOENT;
+	if (ev.customer.len == 0 || ev.customer.len >= DISP_NAME_MAX)
+		return -EINVAL;
+	rt_store_conf(cfg, &sc, rt_erase_log, NULL);
+	s = store_open(&sc, NULL);
+	if (!s)
+		return -errno;
+	ret = store_start(s);
+	if (ret == 0)
+		ret = store_append(store_producer(s, 0), &ev, &ticket);
+	/* Closing writes and syncs the tombstone: erased from here on. */
+	if (store_close(s) < 0 && ret == 0)
+		ret = -EIO;
+	return ret;
+}
+
+int rt_store_open(struct rt_router *rt)
+{
+	const struct ctl_config *cfg = rt->cfg;
+	struct store_conf sc;
 	struct store_recovery rec;
 
 	if (cfg->store_dir[0] == '\0') {
@@ -388,8 +430,7 @@ int rt_store_open(struct rt_router *rt)
 		                "processed, not durable\n");
 		return 0;
 	}
-	while (sc.ring_bytes < (uint64_t)cfg->store_ring_mb << 20)
-		sc.ring_bytes <<= 1;
+	rt_store_conf(cfg, &sc, rt_store_log, rt);
 	rt->history = store_history_create(cfg->store_history_customers);
 	if (!rt->history)
 		return -errno;

@@ -397,6 +397,36 @@ static int phase_full(void)
 	return 0;
 }
 
+/* After surge-router --erase cust-1 and a restart: the router knows nothing of cust-1's past. */
+static int phase_erased(const char *state)
+{
+	const struct event *e;
+	uint64_t s1 = 0, s2 = 0, s3 = 0, s5;
+	unsigned mark;
+	FILE *f = fopen(state, "r");
+
+	if (!f || fscanf(f, "%" SCNu64 " %" SCNu64 " %" SCNu64, &s1, &s2, &s3) != 3) {
+		check(false, "state file of the first phase");
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	fclose(f);
+	/* Room for the two sessions still open from before and the new one. */
+	itest_login(agw, "alice", "general", 3);
+	itest_open(cgw, 11, "cust-1", "general", SURGE__V1__CHANNEL__WEB, "me again");
+	s5 = opened(11, 0);
+	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ASSIGNED, s5, 0, 0);
+	check(e != NULL && e->nb_history == 0,
+	      "after the erasure the customer's new session comes with no history");
+	mark = nb_events;
+	history_request(s5, s1);
+	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ERROR, 0, 0, mark);
+	check(e != NULL && e->code == SURGE__V1__ERROR_CODE__FORBIDDEN,
+	      "and its past transcripts are refused");
+	return 0;
+}
+
 /* After the disk was freed and the router restarted: new sessions are taken and acknowledged. */
 static int phase_open(void)
 {
@@ -432,7 +462,9 @@ int main(int argc, char **argv)
 			return 2;
 	}
 	if (!itest_args_ok(&a) || !phase ||
-	    ((strcmp(phase, "before") == 0 || strcmp(phase, "after") == 0) && !state)) {
+	    ((strcmp(phase, "before") == 0 || strcmp(phase, "after") == 0 ||
+	      strcmp(phase, "erased") == 0) &&
+	     !state)) {
 		fprintf(stderr, "usage: gw_store_check --router IP[:PORT] --phase "
 		                "before|after|full|open [--state FILE]\n");
 		return 2;
@@ -452,6 +484,8 @@ int main(int argc, char **argv)
 		rc = phase_before(state);
 	else if (strcmp(phase, "after") == 0)
 		rc = phase_after(state);
+	else if (strcmp(phase, "erased") == 0)
+		rc = phase_erased(state);
 	else if (strcmp(phase, "open") == 0)
 		rc = phase_open();
 	else

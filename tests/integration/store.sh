@@ -3,7 +3,8 @@
 #
 # The session store through the router (gw_store_check): history and
 # transcripts, then a SIGKILL of the router and a restart on the same data
-# directory: sessions come back with their agent, queue and conversation.
+# directory: sessions come back with their agent, queue and conversation;
+# then an erasure on request (surge-router --erase), honoured after a restart.
 set -u
 cd "$(dirname "$0")/../.."
 . deploy/netns.sh
@@ -39,6 +40,13 @@ if [ $rc -eq 0 ]; then
 		echo "not ok - the restarted router restored ${restored:-?} open sessions, not 2"
 		rc=1
 	fi
+fi
+if [ $rc -eq 0 ]; then
+	# Erasure on request, the router stopped: a tombstone honoured by recovery.
+	ip netns exec ${P}rt "$BUILD/surge-router" -c "$work/surge.yaml" --erase cust-1 || rc=1
+	surge_router_start $P "$work/surge.yaml" "$work/router3.log" || exit 1
+	"${check[@]}" --phase erased || rc=1
+	surge_router_stop || { echo "router did not stop cleanly"; rc=1; }
 fi
 [ $rc -eq 0 ] || cat "$work"/router*.log
 exit $rc
