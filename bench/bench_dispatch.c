@@ -39,19 +39,9 @@
 #include <string.h>
 #include <time.h>
 
-/* valgrind's headers (package valgrind) only for --callgrind: without them the
- * bench still builds, and --callgrind refuses */
-#if defined(__has_include) && __has_include(<valgrind/callgrind.h>)
+/* valgrind's client requests (package valgrind, a dependency): no-ops outside valgrind */
 #include <valgrind/callgrind.h>
 #include <valgrind/valgrind.h>
-#else
-#define RUNNING_ON_VALGRIND             0
-#define CALLGRIND_START_INSTRUMENTATION ((void)0)
-#define CALLGRIND_STOP_INSTRUMENTATION  ((void)0)
-#define CALLGRIND_ZERO_STATS            ((void)0)
-#define CALLGRIND_TOGGLE_COLLECT        ((void)0)
-#define CALLGRIND_DUMP_STATS_AT(name)   ((void)(name))
-#endif
 
 #include "dispatch.h"
 

@@ -415,6 +415,7 @@ struct store_history *store_history_create(uint32_t max_customers)
 	h->max = max_customers;
 	h->free_head = h->lru_head = h->lru_tail = NIL;
 	h->nb_chunks = (max_customers + CHUNK - 1) >> CHUNK_SHIFT;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of chunk pointers */
 	h->chunks = calloc(h->nb_chunks, sizeof(*h->chunks));
 	h->ctab = calloc(ccap, sizeof(*h->ctab));
 	h->stab = calloc(TAB_MIN, sizeof(*h->stab));
@@ -468,8 +469,8 @@ int store_history_notes(struct store_history *h, struct store_str customer, uint
 		return -ENOENT;
 	i = s->ent;
 	e = ent_at(h, i);
-	if (customer.len &&
-	    (e->cust_len != key_len(customer) || memcmp(e->customer, customer.ptr, e->cust_len)))
+	if (customer.len && (e->cust_len != key_len(customer) ||
+	                     memcmp(e->customer, customer.ptr, e->cust_len) != 0))
 		return -ENOENT;
 	for (unsigned k = 0; k < e->nb; k++) {
 		if (e->past[k].session_id != session_id)

@@ -344,6 +344,7 @@ static void seg_put(uint8_t *b, const struct store_seg_hdr *h, uint32_t crc)
 {
 	uint8_t *p = b;
 
+	/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): 8 bytes on disk, no NUL */
 	memcpy(p, STORE_SEG_MAGIC, 8);
 	p += 8;
 	p = put32(p, h->version);

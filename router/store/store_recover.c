@@ -725,8 +725,8 @@ static void count_session(void *ctx, const struct store_session *s, const struct
 int store_recover(const char *dir, struct store_aead *aead, struct store_state *st,
                   struct store_recovery *rec, struct store_tail *tail)
 {
-	struct store_recovery lrec;
-	struct store_tail ltail;
+	struct store_recovery lrec = {0};
+	struct store_tail ltail = {0};
 	struct seglist sl;
 	struct walk w = {.sl = &sl, .rd.fd = -1};
 	struct replay r = {.st = st, .aead = aead};

@@ -427,11 +427,11 @@ static int backlog_add(struct store_state *st, struct st_sess *x, const struct s
 	m->agent_len = m->from_agent ? ev->agent.len : 0;
 	m->text_len = ev->text.len;
 	m->att_len = ev->extra.len;
-	if (m->agent_len)
+	if (buf && m->agent_len)
 		memcpy(buf, ev->agent.ptr, m->agent_len);
-	if (m->text_len)
+	if (buf && m->text_len)
 		memcpy(buf + m->agent_len, ev->text.ptr, m->text_len);
-	if (m->att_len)
+	if (buf && m->att_len)
 		memcpy(buf + m->agent_len + m->text_len, ev->extra.ptr, m->att_len);
 	return 0;
 }
