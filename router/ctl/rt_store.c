@@ -666,13 +666,16 @@ static void rt_hist_collect(void *ctx, const struct store_msg *m)
 	*c = *m;
 	/* Offsets for now: text may move while it grows. */
 	c->agent.ptr = (const char *)(uintptr_t)h->text_len;
-	memcpy(h->text + h->text_len, m->agent.ptr, m->agent.len);
+	if (m->agent.len)
+		memcpy(h->text + h->text_len, m->agent.ptr, m->agent.len);
 	h->text_len += m->agent.len;
 	c->text.ptr = (const char *)(uintptr_t)h->text_len;
-	memcpy(h->text + h->text_len, m->text.ptr, m->text.len);
+	if (m->text.len)
+		memcpy(h->text + h->text_len, m->text.ptr, m->text.len);
 	h->text_len += m->text.len;
 	c->attachment.ptr = (const char *)(uintptr_t)h->text_len;
-	memcpy(h->text + h->text_len, m->attachment.ptr, m->attachment.len);
+	if (m->attachment.len)
+		memcpy(h->text + h->text_len, m->attachment.ptr, m->attachment.len);
 	h->text_len += m->attachment.len;
 	return;
 out_nomem:
