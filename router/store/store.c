@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1769,6 +1770,12 @@ struct store *store_open(const struct store_conf *conf, struct store_recovery *r
 	s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0) {
 		ret = -errno;
+		goto out_free;
+	}
+	/* One writer per log: a second process on the same directory would interleave. */
+	if (flock(s->dirfd, LOCK_EX | LOCK_NB) < 0) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		slog(s, 0, "%s is in use by another process", s->dir);
 		goto out_free;
 	}
 	s->state = store_state_create(conf->history_customers ? conf->history_customers

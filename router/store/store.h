@@ -309,9 +309,10 @@ struct store_producer;
  * Open the data directory and recover: read the segments (from the newest
  * complete checkpoint on), truncate a torn tail, rebuild the state. Does not
  * start the store thread. Returns NULL with errno: EINVAL (bad conf),
- * ENOTDIR/EACCES/... (directory), EBADMSG (a segment header is corrupt: not
- * a torn tail but damage recovery will not guess about), ENOMEM.
- * rec, when not NULL, receives the recovery figures.
+ * EBUSY (another process, or another store in this one, has the directory
+ * open: one writer per log), ENOTDIR/EACCES/... (directory), EBADMSG (a segment header is corrupt:
+ * not a torn tail but damage recovery will not guess about), ENOMEM. rec, when not NULL, receives
+ * the recovery figures.
  */
 struct store *store_open(const struct store_conf *conf, struct store_recovery *rec);
 

@@ -1091,24 +1091,38 @@ static void encrypted(void **state)
 	remove_dir(dir);
 }
 
+/* One writer per data directory: a second store on it is refused while the first is open. */
+static void one_writer_per_dir(void **state)
+{
+	char *dir = make_dir();
+	struct store_conf c = base_conf(dir, STORE_POLICY_SYNC);
+	struct store *a, *b;
+
+	(void)state;
+	a = store_open(&c, NULL);
+	assert_non_null(a);
+	errno = 0;
+	b = store_open(&c, NULL);
+	assert_null(b);
+	assert_int_equal(errno, EBUSY);
+	assert_int_equal(store_close(a), 0);
+	b = store_open(&c, NULL);
+	assert_non_null(b);
+	assert_int_equal(store_close(b), 0);
+	remove_dir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(bad_configuration),
-	        cmocka_unit_test(durable_sync),
-	        cmocka_unit_test(durable_interval),
-	        cmocka_unit_test(durable_none),
-	        cmocka_unit_test(group_commit),
-	        cmocka_unit_test(rotation_and_reopen),
-	        cmocka_unit_test(reopen_continues),
-	        cmocka_unit_test(failed_write),
-	        cmocka_unit_test(short_write),
-	        cmocka_unit_test(failed_sync),
-	        cmocka_unit_test(checkpoint_retention),
-	        cmocka_unit_test(checkpoint_counters),
-	        cmocka_unit_test(erasure),
-	        cmocka_unit_test(encrypted),
-	        cmocka_unit_test(transcript),
+	        cmocka_unit_test(bad_configuration),   cmocka_unit_test(one_writer_per_dir),
+	        cmocka_unit_test(durable_sync),        cmocka_unit_test(durable_interval),
+	        cmocka_unit_test(durable_none),        cmocka_unit_test(group_commit),
+	        cmocka_unit_test(rotation_and_reopen), cmocka_unit_test(reopen_continues),
+	        cmocka_unit_test(failed_write),        cmocka_unit_test(short_write),
+	        cmocka_unit_test(failed_sync),         cmocka_unit_test(checkpoint_retention),
+	        cmocka_unit_test(checkpoint_counters), cmocka_unit_test(erasure),
+	        cmocka_unit_test(encrypted),           cmocka_unit_test(transcript),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
