@@ -61,6 +61,7 @@ struct ctl_config {
 	char store_dir[256];              /* data directory; "" = no store (acks mean processed) */
 	int store_policy;                 /* enum store_policy [sync] */
 	uint32_t store_interval_ms;       /* interval policy: sync period [10] */
+	uint32_t store_commit_delay_us;   /* sync policy: hold a smaller batch [0] */
 	uint32_t store_segment_mb;        /* [64] */
 	uint32_t store_checkpoint_mb;     /* [256] */
 	uint32_t store_retention_days;    /* [7] */

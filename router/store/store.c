@@ -94,6 +94,7 @@
 #define MIN_BATCH_BYTES       (64u << 10)
 #define MAX_BATCH_BYTES       (256u << 20)
 #define DEF_CHECKPOINT_BYTES  (256ull << 20)
+#define MAX_COMMIT_DELAY_US   10000u
 #define DEF_HISTORY_CUSTOMERS 1000000u
 #define BACKLOG_MAX           64u
 
@@ -175,6 +176,7 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	enum store_policy policy;
 	const struct policy_ops *ops;
 	uint64_t interval_ns;
+	uint64_t commit_delay_ns;
 	uint64_t segment_bytes;
 	uint32_t nb_producers;
 	uint32_t ring_bytes;
@@ -221,6 +223,9 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	uint32_t nonce_prefix;
 	bool rotate_pending;
 	bool seg_synced; /* the current segment's last batch carried a sync */
+
+	uint32_t retired_nrec; /* records of the last batch retired (commit delay) */
+	uint64_t retired_ns;   /* ... and when */
 
 	uint64_t written_lsn; /* every record up to it written */
 	uint64_t synced_lsn;  /* ... and synced */
@@ -1098,6 +1103,8 @@ static void batch_done(struct store *s, struct batch *b)
 		if (b->nrec > cnt_get(&s->cnt.max_batch))
 			cnt_set(&s->cnt.max_batch, b->nrec);
 		s->written_lsn = b->last_lsn;
+		s->retired_nrec = b->nrec;
+		s->retired_ns = mono_ns();
 		if (b->sync)
 			s->synced_lsn = b->last_lsn;
 		s->ops->done(s, b);
@@ -1547,6 +1554,29 @@ static void after_checkpoint(struct store *s)
 
 /* ---- the store thread ------------------------------------------------------------------ */
 
+/*
+ * Commit delay (SYNC, commit_delay_us > 0): when a batch has just been
+ * retired and the next one holds fewer records than it did, hold the next
+ * one until it has as many or the delay has passed since the retirement.
+ * Writers that each wait for their ack (a closed loop) answer within
+ * microseconds of it: without the delay their records miss the batch that
+ * is submitted at once with what arrived during the sync, so the clients
+ * split into two cohorts that take turns, each waiting for two syncs. At
+ * low load the batch being filled is rarely smaller than a single-record
+ * one before it, so nothing is held. Returns the mono ns until which to
+ * hold, 0 to submit now.
+ */
+static uint64_t commit_hold(const struct store *s)
+{
+	const struct batch *b = &s->b[s->fill];
+	uint64_t until;
+
+	if (!s->commit_delay_ns || b->closed || b->nrec >= s->retired_nrec)
+		return 0;
+	until = s->retired_ns + s->commit_delay_ns;
+	return mono_ns() < until ? until : 0;
+}
+
 static void store_wait(struct store *s, uint64_t next_tick)
 {
 	uint64_t now = mono_ns(), timeout = IDLE_MAX_NS;
@@ -1607,11 +1637,18 @@ static void *store_main(void *arg)
 			after_checkpoint(s);
 		if (!is_ro(s)) {
 			did = drain(s) > 0;
+			uint64_t hold = 0;
+
 			if (!batch_inflight(s) && s->b[s->fill].nrec) {
-				submit_batch(s);
-				did = true;
+				hold = commit_hold(s);
+				if (!hold) {
+					submit_batch(s);
+					did = true;
+				}
 			}
 			next_tick = s->ops->tick(s, mono_ns());
+			if (hold && hold < next_tick)
+				next_tick = hold;
 		} else {
 			discard(s);
 			next_tick = UINT64_MAX;
@@ -1680,8 +1717,11 @@ static int conf_load(struct store *s, const struct store_conf *c)
 	s->policy = c->policy;
 	s->ops = &policies[c->policy];
 	s->interval_ns = (uint64_t)(c->interval_ms ? c->interval_ms : DEF_INTERVAL_MS) * 1000000u;
-	if (c->interval_ms > MAX_INTERVAL_MS)
+	if (c->interval_ms > MAX_INTERVAL_MS || c->commit_delay_us > MAX_COMMIT_DELAY_US)
 		return -EINVAL;
+	/* Only SYNC acknowledges after a sync: holding a batch is of no use to the others. */
+	if (c->policy == STORE_POLICY_SYNC)
+		s->commit_delay_ns = (uint64_t)c->commit_delay_us * 1000u;
 	s->segment_bytes = c->segment_bytes ? c->segment_bytes : DEF_SEGMENT_BYTES;
 	if (s->segment_bytes % STORE_SEG_HDR || s->segment_bytes < MIN_SEGMENT_BYTES ||
 	    s->segment_bytes > MAX_SEGMENT_BYTES)

@@ -258,6 +258,8 @@ struct store_conf {
 	uint32_t nb_producers;           /* worker threads appending [1], at most 64 */
 	uint32_t ring_bytes;             /* per producer [16 MiB], a power of 2 */
 	uint32_t batch_bytes;            /* largest single write [4 MiB] */
+	uint32_t commit_delay_us;        /* SYNC: hold a batch smaller than the last one
+	                                    this long for more records [0: never], <= 10000 */
 	uint64_t retention_ms;           /* keep checkpointed segments this long; 0: delete once a
 	                                   durable checkpoint covers them (the router passes days) */
 	uint64_t checkpoint_bytes;       /* checkpoint after this much log [256 MiB] */

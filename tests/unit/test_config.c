@@ -1100,6 +1100,7 @@ static const char *const all_keys[] = {
         "log.level",
         "store.dir",
         "store.durability",
+        "store.commit_delay_us",
         "store.segment_mb",
         "store.checkpoint_mb",
         "store.retention_days",

@@ -418,6 +418,88 @@ static void group_commit(void **state)
 	remove_dir(dir);
 }
 
+static void spin_us(uint64_t us)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000u +
+	               (uint64_t)(t.tv_nsec - t0.tv_nsec) / 1000u <
+	       us);
+}
+
+/*
+ * Clients that each wait for their ack before sending again: mean records
+ * per batch with the given commit delay.
+ */
+static double closed_loop_batch(uint32_t delay_us)
+{
+	enum { CLIENTS = 8, ROUNDS = 150 };
+	char *dir = make_dir();
+	struct store_conf c = base_conf(dir, STORE_POLICY_SYNC);
+	uint64_t ticket[CLIENTS], b0;
+	struct store_producer *p;
+	struct store_stats st;
+	struct store *s;
+	uint32_t done = 0, next = 0;
+
+	c.commit_delay_us = delay_us;
+	s = store_open(&c, NULL);
+	assert_non_null(s);
+	assert_int_equal(store_start(s), 0);
+	p = store_producer(s, 0);
+	for (uint32_t k = 0; k < CLIENTS; k++) {
+		struct store_event ev = msg_event(0, next++);
+
+		append_ok(p, &ev, &ticket[k]);
+	}
+	/* The first batches decide the cohorts; count from the second round on. */
+	assert_true(wait_for(durable_reached, p, ticket[CLIENTS - 1]));
+	store_stats_get(s, &st);
+	b0 = st.batches;
+	while (done < CLIENTS * ROUNDS) {
+		uint64_t d = store_durable(p);
+
+		for (uint32_t k = 0; k < CLIENTS; k++) {
+			if (ticket[k] > d || done == CLIENTS * ROUNDS)
+				continue;
+			struct store_event ev = msg_event(0, next++);
+
+			append_ok(p, &ev, &ticket[k]);
+			done++;
+			spin_us(40); /* clients answer one after another, not all at once */
+		}
+		assert_true(store_healthy(s));
+	}
+	for (uint32_t k = 0; k < CLIENTS; k++)
+		assert_true(wait_for(durable_reached, p, ticket[k]));
+	store_stats_get(s, &st);
+	assert_int_equal(store_close(s), 0);
+	remove_dir(dir);
+	return (double)(CLIENTS * ROUNDS) / (double)(st.batches - b0);
+}
+
+/* The commit delay gathers every waiting client into each batch. */
+static void commit_delay(void **state)
+{
+	double without = closed_loop_batch(0), with = closed_loop_batch(5000);
+	char *dir = make_dir();
+	struct store_conf c = base_conf(dir, STORE_POLICY_SYNC);
+
+	(void)state;
+	printf("records per batch, 8 clients in a closed loop: %.2f without a commit delay, "
+	       "%.2f with 5 ms\n",
+	       without, with);
+	assert_true(with > 7.0);
+	assert_true(with > without);
+	c.commit_delay_us = 10001;
+	assert_null(store_open(&c, NULL));
+	assert_int_equal(errno, EINVAL);
+	remove_dir(dir);
+}
+
 /* Small segments: many rotations; reopening reads every record; LSNs go on. */
 static void rotation_and_reopen(void **state)
 {
@@ -1115,14 +1197,23 @@ static void one_writer_per_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(bad_configuration),   cmocka_unit_test(one_writer_per_dir),
-	        cmocka_unit_test(durable_sync),        cmocka_unit_test(durable_interval),
-	        cmocka_unit_test(durable_none),        cmocka_unit_test(group_commit),
-	        cmocka_unit_test(rotation_and_reopen), cmocka_unit_test(reopen_continues),
-	        cmocka_unit_test(failed_write),        cmocka_unit_test(short_write),
-	        cmocka_unit_test(failed_sync),         cmocka_unit_test(checkpoint_retention),
-	        cmocka_unit_test(checkpoint_counters), cmocka_unit_test(erasure),
-	        cmocka_unit_test(encrypted),           cmocka_unit_test(transcript),
+	        cmocka_unit_test(bad_configuration),
+	        cmocka_unit_test(one_writer_per_dir),
+	        cmocka_unit_test(durable_sync),
+	        cmocka_unit_test(durable_interval),
+	        cmocka_unit_test(durable_none),
+	        cmocka_unit_test(group_commit),
+	        cmocka_unit_test(commit_delay),
+	        cmocka_unit_test(rotation_and_reopen),
+	        cmocka_unit_test(reopen_continues),
+	        cmocka_unit_test(failed_write),
+	        cmocka_unit_test(short_write),
+	        cmocka_unit_test(failed_sync),
+	        cmocka_unit_test(checkpoint_retention),
+	        cmocka_unit_test(checkpoint_counters),
+	        cmocka_unit_test(erasure),
+	        cmocka_unit_test(encrypted),
+	        cmocka_unit_test(transcript),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
