@@ -302,7 +302,12 @@ with open(md, "w") as f:
                 "durable.\n" % s["open_rate"])
         f.write("- *closed loop*: %d clients, each with one record outstanding, sending the next "
                 "once the previous is durable (Redis: %d connections, each waiting for its "
-                "reply); latency from append (send) to durable (reply).\n\n" % (c, c))
+                "reply); latency from append (send) to durable (reply). Run twice: with the "
+                "default configuration, and on a fresh store with `store.commit_delay_us` = %d "
+                "(after a batch is durable, the next one is held while it is smaller than that "
+                "one, up to that long, so that the clients answering their acks share the next "
+                "fdatasync instead of taking turns in two halves).\n\n" % (
+                    c, c, s.get("commit_delay_us", 0)))
         def us(ns): return "%.0f" % (ns / 1000.0)
         def per_sync(n, syncs): return "%.0f" % (n / syncs) if syncs else ""
         f.write("| system | load | records/s | p50 us | p99 us | p99.9 us | fdatasyncs | records per fdatasync |\n")
@@ -316,6 +321,12 @@ with open(md, "w") as f:
         f.write("| surge | closed loop, %d clients | %.0f | %s | %s | %s | %d | %s |\n" % (
             c, cl["records_per_s"], us(cl["p50_ns"]), us(cl["p99_ns"]), us(cl["p999_ns"]),
             s["surge_closed_syncs"], per_sync(cl["records"], s["surge_closed_syncs"])))
+        cd = s.get("surge_closed_delay")
+        if cd:
+            f.write("| surge | closed loop, %d clients, commit delay %d us | %.0f | %s | %s | %s | %d | %s |\n" % (
+                c, s["commit_delay_us"], cd["records_per_s"], us(cd["p50_ns"]), us(cd["p99_ns"]),
+                us(cd["p999_ns"]), s["surge_closed_delay_syncs"],
+                per_sync(cd["records"], s["surge_closed_delay_syncs"])))
         for key, what in (("fsync_1", "1 thread"), ("fsync_c", "%d threads" % c)):
             r = s[key]
             f.write("| write + fdatasync per record | %s | %.0f | %s | %s | %s | %d | 1 |\n" % (
@@ -341,6 +352,10 @@ with open(md, "w") as f:
             s["open_rate"], us(o["p99_ns"]), ok(t["open_p99"])))
         f.write("| surge / Redis appendfsync always, %d clients, equal record size | %s | >= 5x | %s |\n" % (
             c, "%.2fx" % ra["surge_vs_redis"] if rd else "n/a", ok(t["vs_redis"]) if rd else "not measured"))
+        if cd:
+            f.write("| ... with `commit_delay_us` = %d | %s | >= 5x | %s |\n" % (
+                s["commit_delay_us"], "%.2fx" % ra["surge_delay_vs_redis"] if rd else "n/a",
+                ok(t["vs_redis_delay"]) if rd else "not measured"))
         f.write("| recovery records/s (cold / warm) | %.0f / %.0f | >= 2,000,000 | %s / %s |\n" % (
             s["recovery_cold"]["records_per_s"], s["recovery_warm"]["records_per_s"],
             ok(t["recovery_cold"]), ok(t["recovery_warm"])))
