@@ -60,6 +60,7 @@ enum store_rec_type {
 	STORE_REC_HISTORY = 15,     /* (checkpoint only) one past consultation of a customer */
 	STORE_REC_SCRUBBED = 16,    /* a record whose customer was erased; payload zeroed */
 	STORE_REC_GW_ACK = 17,      /* how far a gateway's frames are processed and kept */
+	STORE_REC_AGENT_FIGS = 18,  /* an agent's figures after they changed */
 	STORE_REC_MAX
 };
 
@@ -102,6 +103,11 @@ enum store_rec_type {
  * GW_ACK       gw, ref (the gateway's epoch), msg_id (its cumulative seq
  *              processed: every record those frames caused precedes this
  *              one); a checkpoint repeats the last of each gateway
+ * AGENT_FIGS   ts_ms, agent, extra (the agent's figures as the router
+ *              encodes them: opaque to the store, at most
+ *              STORE_AGENT_FIGS_MAX bytes); the last of each agent is kept,
+ *              repeated by checkpoints and handed back by
+ *              store_state_agents after a restart
  */
 struct store_event {
 	uint16_t type;       /* enum store_rec_type */
@@ -221,6 +227,13 @@ void store_state_sessions(const struct store_state *st, store_session_fn *fn, vo
 
 /* The history index rebuilt by recovery (owned by the state). */
 const struct store_history *store_state_history(const struct store_state *st);
+
+#define STORE_AGENT_FIGS_MAX 1024u /* bytes of an AGENT_FIGS record's figures */
+
+/* Visit the last AGENT_FIGS of every agent (in agent id order). */
+typedef void store_agent_fn(void *ctx, struct store_str agent, struct store_str figures,
+                            uint64_t ts_ms);
+void store_state_agents(const struct store_state *st, store_agent_fn *fn, void *ctx);
 
 /* Visit the last GW_ACK of every gateway: where its frames resume after a restart. */
 typedef void store_gw_ack_fn(void *ctx, uint32_t gw, uint64_t epoch, uint64_t ack);

@@ -150,7 +150,8 @@ void store_state_destroy(struct store_state *st);
 /*
  * Write the live state as a checkpoint: CKPT_BEGIN, then per open session
  * OPENED, QUEUED or ASSIGNED and its backlog (flag STORE_EF_CKPT), then one
- * HISTORY per remembered consultation, then CKPT_END. Replaying these events
+ * HISTORY per remembered consultation, the last GW_ACK of each gateway and
+ * AGENT_FIGS of each agent, then CKPT_END. Replaying these events
  * into an empty state yields an equal state. fn returns 0 or a negative
  * errno which stops the walk and is returned.
  */

@@ -1054,7 +1054,8 @@ static bool of_session(uint16_t type)
 {
 	return type != STORE_REC_ERASE && type != STORE_REC_AGENT_STATE &&
 	       type != STORE_REC_CKPT_BEGIN && type != STORE_REC_CKPT_END &&
-	       type != STORE_REC_GW_ACK && type != STORE_REC_SCRUBBED;
+	       type != STORE_REC_GW_ACK && type != STORE_REC_SCRUBBED &&
+	       type != STORE_REC_AGENT_FIGS;
 }
 
 static int scrub_collect(void *ctx, struct walk *w, uint8_t *rec, const struct store_rec_hdr *h,

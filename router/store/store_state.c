@@ -161,6 +161,13 @@ struct erased {
 	bool pending; /* not handed to take_erased yet */
 };
 
+/* The last figures of one agent: id then figures, in one pooled block. */
+struct st_agent {
+	uint8_t *buf;
+	uint64_t ts_ms;
+	uint32_t id_len, fig_len;
+};
+
 struct store_state {
 	uint32_t backlog_max;
 	uint64_t max_session;
@@ -176,6 +183,8 @@ struct store_state {
 	uint32_t mask;
 	struct gw_ack *gws;
 	uint32_t nb_gws, cap_gws;
+	struct st_agent *agents; /* sorted by id: binary search; a new agent is rare */
+	uint32_t nb_agents, cap_agents;
 	struct erased *er;
 	uint32_t nb_er, cap_er, nb_pending;
 	uint32_t *etab; /* erased customers: index + 1, 0 empty */
@@ -562,6 +571,71 @@ static int gw_ack(struct store_state *st, const struct store_event *ev)
 	return 0;
 }
 
+static int agent_cmp(const struct st_agent *a, struct store_str id)
+{
+	uint32_t n = a->id_len < id.len ? a->id_len : id.len;
+	int c = n ? memcmp(a->buf, id.ptr, n) : 0;
+
+	if (c)
+		return c;
+	return a->id_len < id.len ? -1 : a->id_len > id.len;
+}
+
+static int agent_figs(struct store_state *st, const struct store_event *ev)
+{
+	uint32_t lo = 0, hi = st->nb_agents;
+	struct st_agent *a;
+	size_t need = (size_t)ev->agent.len + ev->extra.len;
+	uint8_t *buf;
+
+	/* Malformed (not the router's): ignored, as records of unknown sessions are. */
+	if (!ev->agent.len || ev->extra.len > STORE_AGENT_FIGS_MAX)
+		return 0;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (agent_cmp(&st->agents[mid], ev->agent) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == st->nb_agents || agent_cmp(&st->agents[lo], ev->agent) != 0) {
+		if (st->nb_agents == st->cap_agents) {
+			uint32_t cap = st->cap_agents ? 2 * st->cap_agents : 64;
+			struct st_agent *n = realloc(st->agents, cap * sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			st->agents = n;
+			st->cap_agents = cap;
+		}
+		memmove(&st->agents[lo + 1], &st->agents[lo],
+		        (st->nb_agents - lo) * sizeof(*st->agents));
+		st->nb_agents++;
+		st->agents[lo] = (struct st_agent){.id_len = ev->agent.len};
+	}
+	a = &st->agents[lo];
+	if (!a->buf || pool_cls(need) != pool_cls((size_t)a->id_len + a->fig_len)) {
+		buf = pool_get(&st->pool, need);
+		if (!buf) {
+			if (!a->buf) {
+				memmove(a, a + 1, (st->nb_agents - lo - 1) * sizeof(*a));
+				st->nb_agents--;
+			}
+			return -ENOMEM;
+		}
+		if (a->buf)
+			pool_put(&st->pool, a->buf, (size_t)a->id_len + a->fig_len);
+		a->buf = buf;
+		memcpy(a->buf, ev->agent.ptr, ev->agent.len);
+	}
+	if (ev->extra.len)
+		memcpy(a->buf + a->id_len, ev->extra.ptr, ev->extra.len);
+	a->fig_len = ev->extra.len;
+	a->ts_ms = ev->ts_ms;
+	return 0;
+}
+
 /* ---- public ------------------------------------------------------------------------- */
 
 struct store_state *store_state_create(uint32_t history_customers, uint32_t backlog_max)
@@ -615,6 +689,7 @@ void store_state_destroy(struct store_state *st)
 	free(st->er);
 	free(st->etab);
 	free(st->gws);
+	free(st->agents);
 	free(st->tab);
 	free(st->sess);
 	free(st->scratch);
@@ -701,6 +776,8 @@ int store_state_apply(struct store_state *st, const struct store_event *ev)
 		return er_add(st, ev->customer);
 	case STORE_REC_GW_ACK:
 		return gw_ack(st, ev);
+	case STORE_REC_AGENT_FIGS:
+		return agent_figs(st, ev);
 	default:
 		/* CKPT_BEGIN (its session_id counted above), CKPT_END, SLA_ALERT,
 		 * LEFT_MESSAGE, AGENT_STATE, SCRUBBED: nothing open changes. */
@@ -743,6 +820,18 @@ void store_state_gw_acks(const struct store_state *st, store_gw_ack_fn *fn, void
 		return;
 	for (uint32_t i = 0; i < st->nb_gws; i++)
 		fn(ctx, st->gws[i].gw, st->gws[i].epoch, st->gws[i].ack);
+}
+
+void store_state_agents(const struct store_state *st, store_agent_fn *fn, void *ctx)
+{
+	if (!st || !fn)
+		return;
+	for (uint32_t i = 0; i < st->nb_agents; i++) {
+		const struct st_agent *a = &st->agents[i];
+
+		fn(ctx, (struct store_str){(const char *)a->buf, a->id_len},
+		   (struct store_str){(const char *)a->buf + a->id_len, a->fig_len}, a->ts_ms);
+	}
 }
 
 uint64_t store_state_max_session(const struct store_state *st)
@@ -920,6 +1009,19 @@ int store_state_checkpoint(const struct store_state *st, uint64_t now_ms, store_
 		                          .gw = st->gws[i].gw,
 		                          .ref = st->gws[i].epoch,
 		                          .msg_id = st->gws[i].ack};
+		ret = ckpt_emit(&c, &ev);
+		if (ret)
+			return ret;
+	}
+	for (uint32_t i = 0; i < st->nb_agents; i++) {
+		const struct st_agent *a = &st->agents[i];
+
+		ev = (struct store_event){
+		        .type = STORE_REC_AGENT_FIGS,
+		        .ts_ms = a->ts_ms,
+		        .agent = {(const char *)a->buf, a->id_len},
+		        .extra = {(const char *)a->buf + a->id_len, a->fig_len},
+		};
 		ret = ckpt_emit(&c, &ev);
 		if (ret)
 			return ret;

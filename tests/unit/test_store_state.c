@@ -209,6 +209,28 @@ static void acks_fn(void *ctx, uint32_t gw, uint64_t epoch, uint64_t ack)
 	a->ack[a->n++] = ack;
 }
 
+struct agents {
+	uint32_t n;
+	char id[64][32];
+	uint8_t fig[64][STORE_AGENT_FIGS_MAX];
+	uint32_t fig_len[64];
+	uint64_t ts[64];
+};
+
+static void agents_fn(void *ctx, struct store_str agent, struct store_str figures, uint64_t ts_ms)
+{
+	struct agents *a = ctx;
+
+	assert_true(a->n < 64);
+	assert_true(agent.len < 32);
+	memcpy(a->id[a->n], agent.ptr, agent.len);
+	a->id[a->n][agent.len] = '\0';
+	if (figures.len)
+		memcpy(a->fig[a->n], figures.ptr, figures.len);
+	a->fig_len[a->n] = figures.len;
+	a->ts[a->n++] = ts_ms;
+}
+
 /* Equal states: sessions in order with their backlogs, history of the given customers. */
 static void assert_state_eq(const struct store_state *a, const struct store_state *b,
                             const char *const *customers, unsigned nb_cust)
@@ -216,7 +238,9 @@ static void assert_state_eq(const struct store_state *a, const struct store_stat
 	struct snap *x = snap_take(a), *y = snap_take(b);
 	const struct store_history *ha = store_state_history(a), *hb = store_state_history(b);
 	struct acks ka = {0}, kb = {0};
+	struct agents *aa = calloc(2, sizeof(*aa)), *ab = aa + 1;
 
+	assert_non_null(aa);
 	assert_int_equal(x->n, y->n);
 	for (uint32_t i = 0; i < x->n; i++) {
 		assert_session_eq(&x->v[i].s, &y->v[i].s);
@@ -260,6 +284,16 @@ static void assert_state_eq(const struct store_state *a, const struct store_stat
 		assert_int_equal(ka.epoch[i], kb.epoch[i]);
 		assert_int_equal(ka.ack[i], kb.ack[i]);
 	}
+	store_state_agents(a, agents_fn, aa);
+	store_state_agents(b, agents_fn, ab);
+	assert_int_equal(aa->n, ab->n);
+	for (uint32_t i = 0; i < aa->n; i++) {
+		assert_string_equal(aa->id[i], ab->id[i]);
+		assert_int_equal(aa->fig_len[i], ab->fig_len[i]);
+		assert_memory_equal(aa->fig[i], ab->fig[i], aa->fig_len[i]);
+		assert_int_equal(aa->ts[i], ab->ts[i]);
+	}
+	free(aa);
 	free(x);
 	free(y);
 }
@@ -713,6 +747,55 @@ static void apply_both(struct drv *d, struct store_state *b, struct store_event 
 		assert_int_equal(store_state_apply(b, &ev), 0);
 }
 
+/* The last figures of each agent, in id order; malformed records are ignored. */
+static void test_agent_figures(void **state)
+{
+	struct drv d = {.st = store_state_create(10, 4)};
+	static uint8_t big[STORE_AGENT_FIGS_MAX + 1];
+	struct agents *got = calloc(1, sizeof(*got));
+	struct store_state *b;
+
+	(void)state;
+	assert_non_null(d.st);
+	assert_non_null(got);
+	apply(&d, (struct store_event){.type = STORE_REC_AGENT_FIGS,
+	                               .ts_ms = 1,
+	                               .agent = S("bob"),
+	                               .extra = S("first")});
+	apply(&d, (struct store_event){.type = STORE_REC_AGENT_FIGS,
+	                               .ts_ms = 2,
+	                               .agent = S("alice"),
+	                               .extra = S("a1")});
+	apply(&d, (struct store_event){.type = STORE_REC_AGENT_FIGS,
+	                               .ts_ms = 3,
+	                               .agent = S("bob"),
+	                               .extra = S("second, longer than the first one by far, so "
+	                                          "that it needs a larger block than before")});
+	apply(&d, (struct store_event){.type = STORE_REC_AGENT_FIGS, .ts_ms = 4, .extra = S("x")});
+	apply(&d, (struct store_event){.type = STORE_REC_AGENT_FIGS,
+	                               .ts_ms = 5,
+	                               .agent = S("carol"),
+	                               .extra = {(const char *)big, sizeof(big)}});
+	apply(&d, (struct store_event){.type = STORE_REC_AGENT_FIGS, .ts_ms = 6, .agent = S("al")});
+	store_state_agents(d.st, agents_fn, got);
+	assert_int_equal(got->n, 3);
+	assert_string_equal(got->id[0], "al");
+	assert_int_equal(got->fig_len[0], 0);
+	assert_string_equal(got->id[1], "alice");
+	assert_int_equal(got->fig_len[1], 2);
+	assert_memory_equal(got->fig[1], "a1", 2);
+	assert_int_equal(got->ts[1], 2);
+	assert_string_equal(got->id[2], "bob");
+	assert_int_equal(got->ts[2], 3);
+	assert_memory_equal(got->fig[2], "second, ", 8);
+	/* A checkpoint carries them. */
+	b = ckpt_copy(&d, 10, 4);
+	assert_state_eq(d.st, b, NULL, 0);
+	store_state_destroy(b);
+	store_state_destroy(d.st);
+	free(got);
+}
+
 static void test_checkpoint_random(void **state)
 {
 	static const char *cust[] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"};
@@ -782,6 +865,21 @@ static void test_checkpoint_random(void **state)
 			                                .gw = (uint32_t)(rnd() % 4),
 			                                .ref = 1,
 			                                .msg_id = step});
+		} else if (op < 93) {
+			/* figures of one of 40 agents, of a length that moves between pool classes
+			 */
+			static uint8_t fig[300];
+			char who[16];
+			uint32_t len = (uint32_t)(rnd() % sizeof(fig));
+
+			snprintf(who, sizeof(who), "agent-%u", (unsigned)(rnd() % 40));
+			for (uint32_t i = 0; i < len; i++)
+				fig[i] = (uint8_t)(step + i);
+			apply_both(&d, b,
+			           (struct store_event){.type = STORE_REC_AGENT_FIGS,
+			                                .ts_ms = step,
+			                                .agent = S(who),
+			                                .extra = {(const char *)fig, len}});
 		} else if (op < 95) {
 			/* a checkpoint now: from here on b follows the same events */
 			store_state_destroy(b);
@@ -804,6 +902,7 @@ int main(void)
 	        cmocka_unit_test(test_backlog_bound),    cmocka_unit_test(test_history_depth_notes),
 	        cmocka_unit_test(test_history_lru),      cmocka_unit_test(test_erase),
 	        cmocka_unit_test(test_checkpoint_equal), cmocka_unit_test(test_checkpoint_random),
+	        cmocka_unit_test(test_agent_figures),
 	};
 
 	return cmocka_run_group_tests_name("store_state", tests, NULL, NULL);
