@@ -41,7 +41,7 @@
  * (docs/store.md says why zero-filled and not fallocated).
  *
  * Direct I/O. Segments are opened with O_DIRECT where the filesystem allows
- * it (tmpfs does not: then the same writes go through the page cache): the
+ * it (where open refuses it, the same writes go through the page cache): the
  * records then reach the disk without a copy into the page cache, by the
  * store thread's own submission rather than an io_uring worker's, and the
  * zero-fill costs no CPU. Every batch write therefore starts and ends on an
@@ -798,11 +798,11 @@ static int prep_file(struct store *s, int *out, bool paced)
 {
 	const int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
 	uint64_t chunks = (s->segment_bytes + ZERO_CHUNK - 1) / ZERO_CHUNK, i = 0;
-	bool direct = true;
+	bool direct = !(s->fault && s->fault->buffered);
 	int fd, ret = 0;
 
-	fd = openat(s->dirfd, PREP_NAME, flags | O_DIRECT, 0644);
-	if (fd < 0 && errno == EINVAL) {
+	fd = direct ? openat(s->dirfd, PREP_NAME, flags | O_DIRECT, 0644) : -1;
+	if (!direct || (fd < 0 && errno == EINVAL)) {
 		direct = false;
 		fd = openat(s->dirfd, PREP_NAME, flags, 0644);
 	}

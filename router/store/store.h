@@ -261,6 +261,7 @@ struct store_fault {
 	int (*before_write)(void *ctx, uint64_t file_off, size_t len);
 	int (*before_sync)(void *ctx);
 	void *ctx;
+	bool buffered; /* segments without O_DIRECT, as on a filesystem that refuses it */
 };
 
 struct store_conf {

@@ -501,10 +501,11 @@ static void commit_delay(void **state)
 }
 
 /* Small segments: many rotations; reopening reads every record; LSNs go on. */
-static void rotation_and_reopen(void **state)
+static void rotation_run(bool buffered)
 {
 	char *dir = make_dir();
 	struct store_conf c = base_conf(dir, STORE_POLICY_SYNC);
+	struct store_fault fault = {.buffered = buffered};
 	struct store_recovery rec;
 	struct store_producer *p;
 	struct store_stats st;
@@ -513,8 +514,8 @@ static void rotation_and_reopen(void **state)
 	uint32_t segs;
 	uint64_t t = 0;
 
-	(void)state;
 	c.segment_bytes = 64u << 10;
+	c.fault = &fault;
 	s = store_open(&c, NULL);
 	assert_non_null(s);
 	assert_int_equal(store_start(s), 0);
@@ -555,6 +556,19 @@ static void rotation_and_reopen(void **state)
 	assert_msgs(sc, 3100);
 	free(sc);
 	remove_dir(dir);
+}
+
+static void rotation_and_reopen(void **state)
+{
+	(void)state;
+	rotation_run(false);
+}
+
+/* The same through the page cache, as where O_DIRECT is refused. */
+static void rotation_buffered(void **state)
+{
+	(void)state;
+	rotation_run(true);
 }
 
 /* Closing and reopening, without a start in between, leaves no empty segment. */
@@ -1197,23 +1211,15 @@ static void one_writer_per_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(bad_configuration),
-	        cmocka_unit_test(one_writer_per_dir),
-	        cmocka_unit_test(durable_sync),
-	        cmocka_unit_test(durable_interval),
-	        cmocka_unit_test(durable_none),
-	        cmocka_unit_test(group_commit),
-	        cmocka_unit_test(commit_delay),
-	        cmocka_unit_test(rotation_and_reopen),
-	        cmocka_unit_test(reopen_continues),
-	        cmocka_unit_test(failed_write),
-	        cmocka_unit_test(short_write),
-	        cmocka_unit_test(failed_sync),
-	        cmocka_unit_test(checkpoint_retention),
-	        cmocka_unit_test(checkpoint_counters),
-	        cmocka_unit_test(erasure),
-	        cmocka_unit_test(encrypted),
-	        cmocka_unit_test(transcript),
+	        cmocka_unit_test(bad_configuration),   cmocka_unit_test(one_writer_per_dir),
+	        cmocka_unit_test(durable_sync),        cmocka_unit_test(durable_interval),
+	        cmocka_unit_test(durable_none),        cmocka_unit_test(group_commit),
+	        cmocka_unit_test(commit_delay),        cmocka_unit_test(rotation_buffered),
+	        cmocka_unit_test(rotation_and_reopen), cmocka_unit_test(reopen_continues),
+	        cmocka_unit_test(failed_write),        cmocka_unit_test(short_write),
+	        cmocka_unit_test(failed_sync),         cmocka_unit_test(checkpoint_retention),
+	        cmocka_unit_test(checkpoint_counters), cmocka_unit_test(erasure),
+	        cmocka_unit_test(encrypted),           cmocka_unit_test(transcript),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
