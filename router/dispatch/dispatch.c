@@ -2235,6 +2235,29 @@ size_t disp_footprint(const struct disp_engine *e)
 
 /* ---- agents --------------------------------------------------------------- */
 
+/* A new agent, OFFLINE, known from now on; NIL when max_agents are known already. */
+static uint32_t agent_add(struct disp_engine *e, struct disp_str id, uint64_t now)
+{
+	uint32_t ai;
+	struct agent *a;
+
+	if (e->nb_agents == e->max_agents)
+		return NIL;
+	ai = e->nb_agents++;
+	a = &e->agents[ai];
+	memcpy(a->id, id.ptr, id.len);
+	a->id_len = id.len;
+	a->state = DISP_AGENT_OFFLINE;
+	a->cap = 1; /* until a login says */
+	a->s_head = a->s_tail = NIL;
+	a->alert_skill = UINT16_MAX;
+	a->acct_since = now;
+	disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
+	disp_timer_init(&a->st_timer, ai, T_AGENT);
+	agent_hash_add(e, ai);
+	return ai;
+}
+
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
                      uint64_t now_ms)
 {
@@ -2264,19 +2287,9 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	}
 	ai = agent_find(e, req->agent_id);
 	if (ai == NIL) {
-		if (e->nb_agents == e->max_agents)
+		ai = agent_add(e, req->agent_id, now_ms);
+		if (ai == NIL)
 			return refuse(e, gw, DISP_ERR_OVERLOADED, "too many agents", 0);
-		ai = e->nb_agents++;
-		a = &e->agents[ai];
-		memcpy(a->id, req->agent_id.ptr, req->agent_id.len);
-		a->id_len = req->agent_id.len;
-		a->state = DISP_AGENT_OFFLINE;
-		a->s_head = a->s_tail = NIL;
-		a->alert_skill = UINT16_MAX;
-		a->acct_since = now_ms;
-		disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
-		disp_timer_init(&a->st_timer, ai, T_AGENT);
-		agent_hash_add(e, ai);
 	}
 	a = &e->agents[ai];
 	fresh = !agent_online(a->state);
@@ -3109,22 +3122,13 @@ static uint32_t agent_restored(struct disp_engine *e, struct disp_str id, uint32
 
 	if (ai != NIL)
 		return ai;
-	if (e->nb_agents == e->max_agents)
+	ai = agent_add(e, id, now);
+	if (ai == NIL)
 		return NIL;
-	ai = e->nb_agents++;
 	a = &e->agents[ai];
-	memcpy(a->id, id.ptr, id.len);
-	a->id_len = id.len;
 	a->gw = gw;
 	a->state = DISP_AGENT_DISCONNECTED;
-	a->cap = 1;
-	a->s_head = a->s_tail = NIL;
-	a->alert_skill = UINT16_MAX;
-	a->acct_since = now;
 	a->restored = true;
-	disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
-	disp_timer_init(&a->st_timer, ai, T_AGENT);
-	agent_hash_add(e, ai);
 	a->hb_deadline = now + e->heartbeat_ms;
 	disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
 	return ai;
@@ -3274,6 +3278,30 @@ int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
 	out->agents_on_break = k->on_break;
 	out->service_rate_per_hour = clamp32(k->online_cap * 3600000u / k->mean_handle_ms);
 	out->mean_handling_ms = k->mean_handle_ms;
+	return 0;
+}
+
+int disp_restore_agent(struct disp_engine *e, struct disp_str agent_id,
+                       const struct disp_agent_figures *f, uint64_t now_ms)
+{
+	struct agent *a;
+	uint32_t ai;
+
+	if (!e || !f || !name_ok(agent_id))
+		return -EINVAL;
+	ai = agent_find(e, agent_id);
+	if (ai == NIL) {
+		ai = agent_add(e, agent_id, now_ms);
+		if (ai == NIL)
+			return -ENOSPC;
+	}
+	a = &e->agents[ai];
+	a->fig = *f;
+	a->online_ms = f->online_ms;
+	a->serving_ms = f->serving_ms;
+	a->ready_idle_ms = f->ready_idle_ms;
+	a->break_ms = f->break_ms;
+	a->agent_closed = f->agent_closed;
 	return 0;
 }
 

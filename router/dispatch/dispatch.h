@@ -564,6 +564,27 @@ struct disp_agent_figures {
 	uint64_t agent_closed; /* of served: closed by the agent before the customer ended */
 };
 
+/*
+ * An agent's counters as bytes (for the session store; figures.c says how),
+ * and back. pack returns the bytes written, 0 when cap is too small
+ * (DISP_FIGURES_PACKED_MAX always suffices); unpack fills f's counters
+ * (gauges zero) and returns 0, or -EBADMSG for bytes it did not pack
+ * (any input is safe).
+ */
+#define DISP_FIGURES_PACKED_MAX 1024u
+size_t disp_agent_figures_pack(const struct disp_agent_figures *f, uint8_t *out, size_t cap);
+int disp_agent_figures_unpack(const uint8_t *p, size_t n, struct disp_agent_figures *f);
+
+/*
+ * Give an agent back its counters (assigned, served, transferred, ratings,
+ * complaints, histograms, time accounted, alerts; f's gauges are ignored)
+ * as they were before the restart. Call after the sessions: an agent they
+ * name keeps its place; any other is known from here on as OFFLINE. Returns
+ * 0, -EINVAL (bad id) or -ENOSPC (max_agents reached).
+ */
+int disp_restore_agent(struct disp_engine *e, struct disp_str agent_id,
+                       const struct disp_agent_figures *f, uint64_t now_ms);
+
 /* Figures of a skill group / an agent at now_ms. Return 0 or -ENOENT. O(1). */
 int disp_skill_figures_get(const struct disp_engine *e, struct disp_str skill,
                            struct disp_skill_figures *out, uint64_t now_ms);

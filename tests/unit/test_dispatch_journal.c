@@ -337,6 +337,100 @@ static void test_restore_agent_not_back_requeues_front(void **state)
 	disp_destroy(e);
 }
 
+/* Counters only: the gauges and ratios are the engine's own at any time. */
+static void assert_counters_eq(const struct disp_agent_figures *a,
+                               const struct disp_agent_figures *b)
+{
+	assert_int_equal(a->assigned, b->assigned);
+	assert_int_equal(a->served, b->served);
+	assert_int_equal(a->transferred, b->transferred);
+	assert_memory_equal(a->ratings, b->ratings, sizeof(a->ratings));
+	assert_int_equal(a->complaints, b->complaints);
+	assert_memory_equal(a->first_response_ms, b->first_response_ms,
+	                    sizeof(a->first_response_ms));
+	assert_memory_equal(a->handling_ms, b->handling_ms, sizeof(a->handling_ms));
+	assert_int_equal(a->online_ms, b->online_ms);
+	assert_int_equal(a->serving_ms, b->serving_ms);
+	assert_int_equal(a->ready_idle_ms, b->ready_idle_ms);
+	assert_int_equal(a->break_ms, b->break_ms);
+	assert_memory_equal(a->sla_alerts, b->sla_alerts, sizeof(a->sla_alerts));
+	assert_int_equal(a->agent_closed, b->agent_closed);
+}
+
+/* An agent's counters survive a restart through their packed form. */
+static void test_restore_agent_figures(void **state)
+{
+	struct disp_engine *e = make(), *f;
+	struct disp_agent_figures before, unpacked, after;
+	uint8_t packed[DISP_FIGURES_PACKED_MAX];
+	struct disp_restore r = {.customer_gw = GW_WEB,
+	                         .customer_id = S("cust-9"),
+	                         .skill = S("presale"),
+	                         .opened_ms = 9000,
+	                         .waiting_since_ms = 9000,
+	                         .agent_id = S("alice"),
+	                         .agent_gw = GW_WB1};
+	uint64_t sid;
+	size_t n;
+
+	(void)state;
+	login(e, GW_WB1, "alice", "presale", 1000);
+	for (unsigned k = 0; k < 3; k++) {
+		uint64_t t = 2000 + 1000 * k;
+
+		sid = open_s(e, 10 + k, "cust-1", "q", t);
+		assert_int_equal(disp_agent_message(e, GW_WB1, sid, S("alice"), 1, S("hi"), S(""),
+		                                    false, t + 300),
+		                 0);
+		assert_int_equal(
+		        disp_session_end(e, GW_WEB, sid, k == 1 ? 3 : 1, k == 2, S(""), t + 700),
+		        0);
+		assert_int_equal(disp_agent_close(e, GW_WB1, sid, S("alice"), S("done"), t + 800),
+		                 0);
+	}
+	assert_int_equal(disp_agent_figures_get(e, S("alice"), &before, 6000), 0);
+	assert_int_equal(before.served, 3);
+	n = disp_agent_figures_pack(&before, packed, sizeof(packed));
+	assert_true(n > 0 && n < 200);
+	assert_int_equal(disp_agent_figures_pack(&before, packed, 10), 0);
+	assert_int_equal(disp_agent_figures_unpack(packed, n, &unpacked), 0);
+	assert_counters_eq(&before, &unpacked);
+	assert_int_equal(disp_agent_figures_unpack(packed, n - 1, &unpacked), -EBADMSG);
+	assert_int_equal(disp_agent_figures_unpack(packed, 0, &unpacked), -EBADMSG);
+	disp_destroy(e);
+
+	/* The restart: alice held a session, bob only had figures. */
+	f = make();
+	r.session_id = (sid >> 32 << 32) | 40;
+	assert_int_equal(disp_restore_begin(f, r.session_id), 0);
+	assert_int_equal(disp_restore_session(f, &r, 20000), 0);
+	assert_int_equal(disp_restore_agent(f, S("alice"), &unpacked, 20000), 0);
+	assert_int_equal(disp_restore_agent(f, S("bob"), &unpacked, 20000), 0);
+	assert_int_equal(disp_restore_agent(f, S(""), &unpacked, 20000), -EINVAL);
+	assert_int_equal(njr, 0);
+	assert_int_equal(disp_check_invariants(f), 0);
+	assert_int_equal(disp_agent_figures_get(f, S("bob"), &after, 20000), 0);
+	assert_int_equal(after.state, DISP_AGENT_OFFLINE);
+	assert_counters_eq(&before, &after);
+	/* alice is still the restored agent of her session, and counts on from there. */
+	login(f, GW_WB1, "alice", "presale", 21000);
+	assert_int_equal(disp_agent_close(f, GW_WB1, r.session_id, S("alice"), S("done"), 22000),
+	                 0);
+	assert_int_equal(disp_agent_figures_get(f, S("alice"), &after, 22000), 0);
+	assert_int_equal(after.served, before.served + 1);
+	assert_int_equal(after.ratings[1], before.ratings[1]);
+	assert_true(after.online_ms > before.online_ms);
+	for (unsigned k = 0; k < 6; k++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "extra-%u", k);
+		assert_int_equal(disp_restore_agent(f, S(id), &unpacked, 23000), 0);
+	}
+	assert_int_equal(disp_restore_agent(f, S("one-too-many"), &unpacked, 23000), -ENOSPC);
+	assert_int_equal(disp_check_invariants(f), 0);
+	disp_destroy(f);
+}
+
 static void test_restore_after_use_refused(void **state)
 {
 	struct disp_engine *e = make();
@@ -354,6 +448,7 @@ int main(void)
 	        cmocka_unit_test(test_restore_keeps_queue_and_agent),
 	        cmocka_unit_test(test_restore_agent_not_back_requeues_front),
 	        cmocka_unit_test(test_restore_after_use_refused),
+	        cmocka_unit_test(test_restore_agent_figures),
 	};
 
 	return cmocka_run_group_tests_name("dispatch_journal", tests, NULL, NULL);
