@@ -17,9 +17,10 @@
 #include "store.h"
 #include "wire.h"
 
-#define RT_TX_BURST   64u /* frames handed to the port at once */
-#define RT_ACKQ       64u /* frames of a gateway waiting for the store, before merging */
-#define RT_HIST_SLOTS 16u /* history requests being read at once */
+#define RT_TX_BURST   64u   /* frames handed to the port at once */
+#define RT_ACKQ       64u   /* frames of a gateway waiting for the store, before merging */
+#define RT_FIG_DIRTY  1024u /* agents whose figures changed since the last flush to the store */
+#define RT_HIST_SLOTS 16u   /* history requests being read at once */
 
 /* A processed frame's ack, sendable once the store has made ticket durable. */
 struct rt_ackq {
@@ -115,8 +116,12 @@ struct rt_router {
 	uint64_t store_append_errors;      /* records the store did not take */
 	uint64_t store_refused;            /* sessions refused with STORE_FAILED */
 	uint32_t store_restored;           /* sessions restored at start */
-	uint64_t gw_resyncs;   /* gateways taken up far into their sequence, state unknown */
-	uint64_t rx_datagrams; /* UDP datagrams for us */
+	uint32_t store_restored_agents;    /* agents whose figures were restored at start */
+	char (*fig_dirty)[DISP_NAME_MAX];  /* RT_FIG_DIRTY agent ids, NUL-terminated */
+	uint32_t nb_fig_dirty;
+	uint64_t fig_dirty_dropped; /* changes not kept: more agents changed at once */
+	uint64_t gw_resyncs;        /* gateways taken up far into their sequence, state unknown */
+	uint64_t rx_datagrams;      /* UDP datagrams for us */
 	uint64_t arp_replies;
 	uint64_t icmp_replies;
 };

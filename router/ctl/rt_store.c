@@ -204,6 +204,57 @@ static void rt_append(struct rt_router *rt, const struct store_event *ev)
 	rt_store_failed(rt);
 }
 
+/*
+ * Agents' figures. The engine owns them; the log keeps a copy of an agent's
+ * counters (AGENT_FIGS) after each event that changes them much — its
+ * session's end, a transfer, an alert, a state change — so that a restart
+ * gives them back. The agents concerned are noted during a request and their
+ * figures appended after it (rt_fig_flush: before the frame's GW_ACK, and on
+ * every tick for what timers did), once each, read with the getter. What
+ * changes between those events (assignments, first replies, time) is caught
+ * up by the next one.
+ */
+static void rt_fig_dirty(struct rt_router *rt, struct disp_str agent)
+{
+	if (!rt->fig_dirty || agent.len == 0 || agent.len >= DISP_NAME_MAX)
+		return;
+	for (uint32_t i = 0; i < rt->nb_fig_dirty; i++)
+		if (strncmp(rt->fig_dirty[i], agent.ptr, agent.len) == 0 &&
+		    rt->fig_dirty[i][agent.len] == '\0')
+			return;
+	if (rt->nb_fig_dirty == RT_FIG_DIRTY) {
+		rt->fig_dirty_dropped++;
+		return;
+	}
+	memcpy(rt->fig_dirty[rt->nb_fig_dirty], agent.ptr, agent.len);
+	rt->fig_dirty[rt->nb_fig_dirty][agent.len] = '\0';
+	rt->nb_fig_dirty++;
+}
+
+static void rt_fig_flush(struct rt_router *rt)
+{
+	uint8_t buf[DISP_FIGURES_PACKED_MAX];
+
+	for (uint32_t i = 0; i < rt->nb_fig_dirty; i++) {
+		struct disp_str id = {rt->fig_dirty[i], (uint32_t)strlen(rt->fig_dirty[i])};
+		struct disp_agent_figures f;
+		struct store_event ev;
+		size_t n;
+
+		if (disp_agent_figures_get(rt->disp, id, &f, rt->now_ms) < 0)
+			continue;
+		n = disp_agent_figures_pack(&f, buf, sizeof(buf));
+		if (n == 0 || n > STORE_AGENT_FIGS_MAX)
+			continue;
+		ev = (struct store_event){.type = STORE_REC_AGENT_FIGS,
+		                          .ts_ms = rt->now_ms,
+		                          .agent = sstr(id),
+		                          .extra = {(const char *)buf, (uint32_t)n}};
+		rt_append(rt, &ev);
+	}
+	rt->nb_fig_dirty = 0;
+}
+
 /* The dispatch engine's journal callback. */
 static void rt_journal(void *ctx, const struct disp_event *d)
 {
@@ -214,6 +265,9 @@ static void rt_journal(void *ctx, const struct disp_event *d)
 	if (ev.type == STORE_REC_NONE)
 		return;
 	rt_append(rt, &ev);
+	if (ev.type == STORE_REC_ENDED || ev.type == STORE_REC_TRANSFERRED ||
+	    ev.type == STORE_REC_SLA_ALERT || ev.type == STORE_REC_AGENT_STATE)
+		rt_fig_dirty(rt, d->agent);
 	if (ev.type == STORE_REC_ENDED)
 		store_history_add(rt->history, &ev);
 	else if (ev.type == STORE_REC_NOTES)
@@ -319,6 +373,19 @@ static int rt_restore_cmp(const void *a, const void *b)
 	return 0;
 }
 
+static void rt_restore_agent(void *ctx, struct store_str agent, struct store_str figures,
+                             uint64_t ts_ms)
+{
+	struct rt_router *rt = ctx;
+	struct disp_agent_figures f;
+
+	(void)ts_ms;
+	if (disp_agent_figures_unpack((const uint8_t *)figures.ptr, figures.len, &f) < 0 ||
+	    disp_restore_agent(rt->disp, dstr_of(agent), &f, rt->now_ms) < 0)
+		return;
+	rt->store_restored_agents++;
+}
+
 static int rt_restore(struct rt_router *rt, const struct store_state *st)
 {
 	struct rt_restore_list l = {0};
@@ -348,6 +415,8 @@ static int rt_restore(struct rt_router *rt, const struct store_state *st)
 		if (disp_restore_session(rt->disp, &l.r[idx[i]], rt->now_ms) < 0)
 			refused++;
 	rt->store_restored = l.n - refused;
+	/* After the sessions: their agents keep the places those gave them. */
+	store_state_agents(st, rt_restore_agent, rt);
 	if (refused)
 		fprintf(stderr,
 		        "surge-router: %u recovered sessions could not be restored (skill gone "
@@ -435,6 +504,12 @@ int rt_store_open(struct rt_router *rt)
 	rt->history = store_history_create(cfg->store_history_customers);
 	if (!rt->history)
 		return -errno;
+	rt->fig_dirty = calloc(RT_FIG_DIRTY, sizeof(*rt->fig_dirty));
+	if (!rt->fig_dirty) {
+		store_history_destroy(rt->history);
+		rt->history = NULL;
+		return -ENOMEM;
+	}
 	rt->store = store_open(&sc, &rec);
 	if (!rt->store) {
 		int err = errno;
@@ -443,6 +518,8 @@ int rt_store_open(struct rt_router *rt)
 		        strerror(err));
 		store_history_destroy(rt->history);
 		rt->history = NULL;
+		free(rt->fig_dirty);
+		rt->fig_dirty = NULL;
 		return -err;
 	}
 	rt->store_rec = rec;
@@ -502,6 +579,8 @@ int rt_store_close(struct rt_router *rt)
 	}
 	store_history_destroy(rt->history);
 	rt->history = NULL;
+	free(rt->fig_dirty);
+	rt->fig_dirty = NULL;
 	return ret;
 }
 
@@ -525,6 +604,7 @@ void rt_store_frame_done(struct rt_router *rt, struct rt_gateway *gw)
 		gw->ack_ok = gw->rx.ack;
 		return;
 	}
+	rt_fig_flush(rt);
 	/* After this frame's records: a restart resumes the gateway from here. */
 	if (gw->rx.ack != gw->ack_logged) {
 		rt_append(rt, &ev);
@@ -560,6 +640,7 @@ void rt_store_poll(struct rt_router *rt)
 	if (!rt->store)
 		return;
 	rt_hist_poll(rt);
+	rt_fig_flush(rt);
 	durable = store_durable(rt->store_prod);
 	rt->store_durable = durable;
 	if (!rt->store_failed && !store_healthy(rt->store))
@@ -830,4 +911,7 @@ void rt_store_dump(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_store_recovered_records %" PRIu64 "\n", rt->store_rec.records);
 	fprintf(out, "surge_store_recovery_ms %.1f\n", (double)rt->store_rec.elapsed_ns / 1e6);
 	fprintf(out, "surge_store_restored_sessions %u\n", rt->store_restored);
+	fprintf(out, "surge_store_restored_agents %u\n", rt->store_restored_agents);
+	fprintf(out, "surge_store_agent_figures_dropped_total %" PRIu64 "\n",
+	        rt->fig_dirty_dropped);
 }

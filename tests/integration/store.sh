@@ -40,6 +40,13 @@ if [ $rc -eq 0 ]; then
 		echo "not ok - the restarted router restored ${restored:-?} open sessions, not 2"
 		rc=1
 	fi
+	agents=$(surge_router_counter "$work/router2.log" surge_store_restored_agents)
+	if [ "$agents" = 1 ]; then
+		echo "ok - the restarted router restored the figures of its 1 agent"
+	else
+		echo "not ok - the restarted router restored the figures of ${agents:-?} agents, not 1"
+		rc=1
+	fi
 fi
 if [ $rc -eq 0 ]; then
 	# Erasure on request, the router stopped: a tombstone honoured by recovery.
