@@ -106,7 +106,8 @@
 #define IDLE_MAX_NS       100000000ull /* longest sleep without a reason to wake */
 #define PREP_NAME         "prep.tmp"   /* the next segment, zero-filled ahead of need */
 #define ZERO_CHUNK        (256u << 10)
-#define ZERO_PAUSE_MAX_NS 20000000ull /* 64 MiB in about 5 s when the log is idle */
+#define DEFER_MAX         (256u << 20) /* records taken during a checkpoint, applied after it */
+#define ZERO_PAUSE_MAX_NS 20000000ull  /* 64 MiB in about 5 s when the log is idle */
 
 enum ud_op { UD_WAKE = 1, UD_WRITE = 2, UD_SYNC = 3, UD_TICK = 4 };
 
@@ -181,6 +182,7 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	uint32_t nb_producers;
 	uint32_t ring_bytes;
 	uint32_t batch_bytes;
+	uint32_t fill_limit; /* batch_bytes, or less while a checkpoint drains the rings */
 	uint64_t retention_ms;
 	uint64_t checkpoint_bytes;
 	bool keyed;
@@ -240,6 +242,13 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	uint64_t ckpt_lsn;         /* CKPT_BEGIN of the one being written */
 	uint64_t ckpt_bytes;
 	bool ckpt_running;
+	bool ckpt_wanted; /* the next record needs a new segment, with a checkpoint */
+	/* Records taken from the rings while a checkpoint is written: in the log
+	 * already, applied to the state once the checkpoint is complete. Entries
+	 * {u64 lsn, u32 len, u16 type, u16 0, payload}, each 8-aligned. */
+	uint8_t *defer;
+	size_t defer_len, defer_cap;
+	bool defer_full;    /* DEFER_MAX reached: the rings wait for the checkpoint */
 	bool ckpt_unsynced; /* a checkpoint is written but not yet durable */
 	bool ckpt_done;     /* a checkpoint became durable: scrub and retention to run */
 	bool state_broken;
@@ -1302,6 +1311,70 @@ static bool ckpt_due(const struct store *s)
 	       s->bytes_since_ckpt > 2 * s->last_ckpt_bytes;
 }
 
+/* Keep a record taken during a checkpoint for later (room was made by defer_room). */
+static void defer_record(struct store *s, uint64_t lsn, uint16_t type, const uint8_t *payload,
+                         uint32_t len)
+{
+	uint8_t *e = s->defer + s->defer_len;
+	uint16_t th[2] = {type, 0};
+
+	memcpy(e, &lsn, 8);
+	memcpy(e + 8, &len, 4);
+	memcpy(e + 12, th, 4);
+	memcpy(e + 16, payload, len);
+	s->defer_len += align8(16 + (uint64_t)len);
+}
+
+/* Room for every record a drain could take (a full batch), or false. */
+static bool defer_room(struct store *s)
+{
+	size_t need = s->defer_len + 2 * (size_t)s->batch_bytes, cap = s->defer_cap;
+	uint8_t *n;
+
+	if (need <= cap)
+		return true;
+	if (need > DEFER_MAX)
+		return false;
+	while (cap < need)
+		cap = cap ? 2 * cap : (size_t)4 * s->batch_bytes;
+	if (cap > DEFER_MAX)
+		cap = DEFER_MAX;
+	n = realloc(s->defer, cap);
+	if (!n)
+		return false;
+	s->defer = n;
+	s->defer_cap = cap;
+	return true;
+}
+
+static void apply_event(struct store *s, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                        uint32_t len);
+
+/* The checkpoint is written: apply what was taken meanwhile, in LSN order. */
+static void defer_apply(struct store *s)
+{
+	for (size_t off = 0; off < s->defer_len;) {
+		const uint8_t *e = s->defer + off;
+		uint64_t lsn;
+		uint32_t len;
+		uint16_t th[2];
+
+		memcpy(&lsn, e, 8);
+		memcpy(&len, e + 8, 4);
+		memcpy(th, e + 12, 4);
+		apply_event(s, th[0], lsn, e + 16, len);
+		off += align8(16 + (uint64_t)len);
+	}
+	s->defer_len = 0;
+	s->defer_full = false;
+	/* A burst's worth is kept; what a long checkpoint needed is given back. */
+	if (s->defer_cap > (size_t)8 * s->batch_bytes) {
+		free(s->defer);
+		s->defer = NULL;
+		s->defer_cap = 0;
+	}
+}
+
 /*
  * Add one record (payload: len plaintext bytes) to the batch being filled,
  * starting a segment first if needed. prod < 0: a checkpoint record, not
@@ -1324,18 +1397,19 @@ static bool add_record(struct store *s, uint16_t type, const uint8_t *payload, u
 			b->closed = true;
 			return false;
 		}
-		bool ckpt = ckpt_due(s);
-
-		if (rotate(s, ckpt) < 0)
+		/*
+		 * A new segment that starts with a checkpoint is left to the
+		 * thread's loop (rotate_checkpoint): we may be inside ring_take,
+		 * and the checkpoint drains the rings itself.
+		 */
+		if (ckpt_due(s)) {
+			s->ckpt_wanted = true;
 			return false;
-		if (ckpt) {
-			checkpoint(s);
-			b = &s->b[s->fill];
-			if (is_ro(s) || b->closed)
-				return false;
 		}
+		if (rotate(s, false) < 0)
+			return false;
 	}
-	if ((b->nrec ? b->len : s->seg_off & (IO_ALIGN - 1)) + span > s->batch_bytes) {
+	if ((b->nrec ? b->len : s->seg_off & (IO_ALIGN - 1)) + span > s->fill_limit) {
 		b->closed = true;
 		return false;
 	}
@@ -1359,22 +1433,11 @@ static bool add_record(struct store *s, uint16_t type, const uint8_t *payload, u
 	rec = b->buf + b->len;
 	lsn = s->next_lsn;
 	memcpy(rec + STORE_REC_HDR, payload, len);
-	if (prod >= 0) {
-		struct store_event ev;
-
-		if (store_event_decode(rec + STORE_REC_HDR, len, type, &ev) == 0) {
-			ev.lsn = lsn;
-			if (!s->state_broken && store_state_apply(s->state, &ev) < 0) {
-				/* The log stays complete; only checkpoints would be wrong. */
-				s->state_broken = true;
-				slog(s, 0,
-				     "out of memory applying lsn %" PRIu64
-				     ": no more checkpoints until a restart",
-				     lsn);
-			}
-			if (type == STORE_REC_ERASE)
-				store_state_take_erased(s->state, remember_erased, s);
-		}
+	if (prod >= 0 && s->ckpt_running) {
+		defer_record(s, lsn, type, payload, len);
+		s->bytes_since_ckpt += span;
+	} else if (prod >= 0) {
+		apply_event(s, type, lsn, rec + STORE_REC_HDR, len);
 		s->bytes_since_ckpt += span;
 	} else {
 		s->ckpt_bytes += span;
@@ -1394,6 +1457,26 @@ static bool add_record(struct store *s, uint16_t type, const uint8_t *payload, u
 	s->seg_off += span;
 	s->next_lsn++;
 	return true;
+}
+
+/* Apply a record to the state the checkpoints are written from. */
+static void apply_event(struct store *s, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                        uint32_t len)
+{
+	struct store_event ev;
+
+	if (store_event_decode(payload, len, type, &ev) != 0)
+		return;
+	ev.lsn = lsn;
+	if (!s->state_broken && store_state_apply(s->state, &ev) < 0) {
+		/* The log stays complete; only checkpoints would be wrong. */
+		s->state_broken = true;
+		slog(s, 0,
+		     "out of memory applying lsn %" PRIu64 ": no more checkpoints until a restart",
+		     lsn);
+	}
+	if (type == STORE_REC_ERASE)
+		store_state_take_erased(s->state, remember_erased, s);
 }
 
 /* Take what producer p published into the batch being filled; returns records taken. */
@@ -1434,7 +1517,7 @@ static uint32_t drain(struct store *s)
 
 	for (uint32_t k = 0; k < s->nb_producers && !is_ro(s); k++) {
 		n += ring_take(s, &s->prod[s->rr]);
-		if (s->b[s->fill].closed)
+		if (s->b[s->fill].closed || s->ckpt_wanted)
 			break;
 		s->rr = s->rr + 1 == s->nb_producers ? 0 : s->rr + 1;
 	}
@@ -1495,14 +1578,33 @@ static int ckpt_event(void *ctx, const struct store_event *ev)
 		/* Batch or segment full: write it out and go on in the other buffer. */
 		wait_batch(s);
 		submit_batch(s);
+		/*
+		 * The appenders go on meanwhile: what they appended goes into the
+		 * log now, between checkpoint records, and is acknowledged as
+		 * usual; its effect on the state waits for the checkpoint's end
+		 * (defer_apply), so the checkpoint stays the state as of
+		 * CKPT_BEGIN. Recovery does the same (store_recover.c).
+		 */
+		if (!s->defer_full && !is_ro(s)) {
+			if (defer_room(s)) {
+				/* Half a batch at most: the checkpoint must get on too. */
+				s->fill_limit = s->batch_bytes / 2;
+				drain(s);
+				s->fill_limit = s->batch_bytes;
+				s->b[s->fill].closed = false;
+			} else {
+				s->defer_full = true;
+			}
+		}
 	}
 }
 
 /*
- * Write the state as a checkpoint at the start of the new segment. The rings
- * are not drained meanwhile, so it is the state as of the record before
- * CKPT_BEGIN. Its last batch carries a sync; when that completes, the
- * checkpoint is durable (ckpt_done).
+ * Write the state as a checkpoint at the start of the new segment: the state
+ * as of the record before CKPT_BEGIN. Records appended meanwhile are written
+ * between its batches but applied to the state only after it (up to
+ * DEFER_MAX of them; beyond that the rings wait). Its last batch carries a
+ * sync; when that completes, the checkpoint is durable (ckpt_done).
  */
 static void checkpoint(struct store *s)
 {
@@ -1515,6 +1617,7 @@ static void checkpoint(struct store *s)
 	s->nb_scrub = s->nb_erased;
 	ret = store_state_checkpoint(s->state, wall_ms(), ckpt_event, s);
 	s->ckpt_running = false;
+	defer_apply(s);
 	if (ret < 0) {
 		if (!is_ro(s))
 			slog(s, 1, "checkpoint at lsn %" PRIu64 " failed: %s", s->ckpt_lsn,
@@ -1525,6 +1628,16 @@ static void checkpoint(struct store *s)
 	s->last_ckpt_bytes = s->ckpt_bytes;
 	slog(s, 2, "checkpoint at lsn %" PRIu64 ": %" PRIu64 " bytes in %.1f ms", s->ckpt_lsn,
 	     s->ckpt_bytes, (double)(mono_ns() - t0) / 1e6);
+}
+
+/* Start a segment with a checkpoint (asked for by add_record). */
+static void rotate_checkpoint(struct store *s)
+{
+	s->ckpt_wanted = false;
+	if (s->b[s->fill].nrec || is_ro(s))
+		return; /* cannot be: the batch ended with the segment; asked again if need be */
+	if (rotate(s, true) == 0)
+		checkpoint(s);
 }
 
 /* A checkpoint is durable: scrub the customers erased before it, apply retention. */
@@ -1639,6 +1752,10 @@ static void *store_main(void *arg)
 			did = drain(s) > 0;
 			uint64_t hold = 0;
 
+			if (s->ckpt_wanted) {
+				rotate_checkpoint(s);
+				did = true;
+			}
 			if (!batch_inflight(s) && s->b[s->fill].nrec) {
 				hold = commit_hold(s);
 				if (!hold) {
@@ -1739,6 +1856,7 @@ static int conf_load(struct store *s, const struct store_conf *c)
 	/* A batch never spans segments: no use for more than one segment's room. */
 	if (s->batch_bytes > s->segment_bytes - STORE_SEG_HDR)
 		s->batch_bytes = (uint32_t)(s->segment_bytes - STORE_SEG_HDR);
+	s->fill_limit = s->batch_bytes;
 	/* 0 is a real value here: segments go as soon as a checkpoint covers them. */
 	s->retention_ms = c->retention_ms;
 	s->checkpoint_bytes = c->checkpoint_bytes ? c->checkpoint_bytes : DEF_CHECKPOINT_BYTES;
@@ -1762,6 +1880,7 @@ static void store_free(struct store *s)
 		free(s->b[i].buf);
 		free(s->b[i].tickets);
 	}
+	free(s->defer);
 	free(s->tail_blk);
 	free(s->hdr_blk);
 	free(s->zero_buf);

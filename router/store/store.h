@@ -69,7 +69,9 @@ enum store_rec_type {
 #define STORE_EF_HOLD      0x02u /* MSG_OUT: a "please wait" */
 #define STORE_EF_COMPLAINT 0x04u /* ENDED: the customer complained */
 #define STORE_EF_BY_AGENT  0x08u /* ENDED: closed by the agent */
-#define STORE_EF_CKPT      0x10u /* OPENED/QUEUED/ASSIGNED/MSG_*: written by a checkpoint */
+#define STORE_EF_CKPT                                                                              \
+	0x10u /* written by a checkpoint (OPENED, QUEUED, ASSIGNED, MSG_*,                         \
+	         ERASE, GW_ACK, AGENT_FIGS) */
 
 /*
  * One event: the payload of one record. Which fields a type uses:

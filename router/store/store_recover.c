@@ -16,6 +16,10 @@
  * checkpoint met on the way (one cut short by a crash, or by a store that
  * failed) repeats what the records before it already built, so it is not
  * applied again: HISTORY, CKPT_BEGIN/END and records flagged STORE_EF_CKPT.
+ * The writer goes on taking appends while it writes a checkpoint: those
+ * records sit between CKPT_BEGIN and CKPT_END but come after the state the
+ * checkpoint holds, so recovery, like the writer, applies them only once
+ * the checkpoint it starts from is complete (at its CKPT_END).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -34,6 +38,7 @@
 #define TRANSCRIPT_BUF (1u << 20) /* transcripts: bytes per read */
 #define IO_ALIGN       4096u
 #define RING_DEPTH     4u
+#define DEFER_LIMIT    (1ull << 30) /* records inside a checkpoint held until its end */
 
 /* The longest record: a full event sealed. */
 #define MAX_SPAN store_rec_span(STORE_EVENT_MAX + STORE_TAG_LEN)
@@ -553,6 +558,8 @@ static bool ckpt_content(const struct store_rec_hdr *h, const struct store_event
 	case STORE_REC_MSG_IN:
 	case STORE_REC_MSG_OUT:
 	case STORE_REC_ERASE:
+	case STORE_REC_GW_ACK:
+	case STORE_REC_AGENT_FIGS:
 		return (ev->flags & STORE_EF_CKPT) != 0;
 	default:
 		return false;
@@ -617,8 +624,71 @@ struct replay {
 	struct store_tail *tail;
 	bool in_ckpt;   /* inside the checkpoint recovery started from */
 	uint64_t begin; /* its CKPT_BEGIN */
+	/* Records appended while that checkpoint was written, encoded again:
+	 * entries {u64 lsn, u32 len, u16 type, u16 0, payload}, 8-aligned. */
+	uint8_t *defer;
+	size_t defer_len, defer_cap;
 	int err;
 };
+
+/* Hold ev (inside the starting checkpoint, not part of it) until its end. */
+static int replay_defer(struct replay *r, const struct store_event *ev, uint64_t lsn)
+{
+	size_t n = store_event_size(ev), need = r->defer_len + 16 + n + 8;
+	uint16_t th[2] = {ev->type, 0};
+	uint32_t len = (uint32_t)n;
+	uint8_t *e;
+
+	if (need > r->defer_cap) {
+		size_t cap = r->defer_cap ? r->defer_cap : (1u << 20);
+		uint8_t *nb;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > DEFER_LIMIT)
+			return -ENOMEM;
+		nb = realloc(r->defer, cap);
+		if (!nb)
+			return -ENOMEM;
+		r->defer = nb;
+		r->defer_cap = cap;
+	}
+	e = r->defer + r->defer_len;
+	memcpy(e, &lsn, 8);
+	memcpy(e + 8, &len, 4);
+	memcpy(e + 12, th, 4);
+	if (store_event_encode(ev, e + 16) != n)
+		return -EINVAL;
+	r->defer_len += (16 + n + 7) & ~(size_t)7;
+	return 0;
+}
+
+/* The starting checkpoint is complete: apply what was held, in LSN order. */
+static int replay_deferred(struct replay *r)
+{
+	for (size_t off = 0; off < r->defer_len;) {
+		const uint8_t *e = r->defer + off;
+		struct store_event ev;
+		uint64_t lsn;
+		uint32_t len;
+		uint16_t th[2];
+		int ret;
+
+		memcpy(&lsn, e, 8);
+		memcpy(&len, e + 8, 4);
+		memcpy(th, e + 12, 4);
+		off += (16 + (size_t)len + 7) & ~(size_t)7;
+		if (store_event_decode(e + 16, len, th[0], &ev) != 0)
+			return -EINVAL;
+		ev.lsn = lsn;
+		r->tail->bytes_since_ckpt += store_rec_span(len);
+		ret = store_state_apply(r->st, &ev);
+		if (ret)
+			return ret;
+	}
+	r->defer_len = 0;
+	return 0;
+}
 
 static int replay_rec(void *ctx, struct walk *w, uint8_t *rec, const struct store_rec_hdr *h,
                       uint64_t off)
@@ -643,10 +713,18 @@ static int replay_rec(void *ctx, struct walk *w, uint8_t *rec, const struct stor
 	if (r->in_ckpt) {
 		if (h->type == STORE_REC_CKPT_BEGIN)
 			r->begin = h->lsn;
+		if (r->begin && h->type != STORE_REC_CKPT_END && !ckpt_content(h, &ev)) {
+			ret = replay_defer(r, &ev, h->lsn);
+			return ret ? (r->err = ret, 1) : 0;
+		}
 		if (h->type == STORE_REC_CKPT_END) {
 			r->in_ckpt = false;
 			r->tail->last_ckpt_lsn = r->begin;
 			r->tail->bytes_since_ckpt = 0;
+			ret = store_state_apply(r->st, &ev);
+			if (!ret)
+				ret = replay_deferred(r);
+			return ret ? (r->err = ret, 1) : 0;
 		}
 	} else if (ckpt_content(h, &ev)) {
 		if (h->type == STORE_REC_CKPT_BEGIN && ev.session_id)
@@ -794,6 +872,7 @@ int store_recover(const char *dir, struct store_aead *aead, struct store_state *
 	rec->elapsed_ns = mono_ns() - t0;
 
 out_free_buf:
+	free(r.defer);
 	rd_fini(&w.rd);
 	seglist_free(&sl);
 	return ret;

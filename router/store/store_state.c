@@ -1005,6 +1005,7 @@ int store_state_checkpoint(const struct store_state *st, uint64_t now_ms, store_
 		return ret;
 	for (uint32_t i = 0; i < st->nb_gws; i++) {
 		ev = (struct store_event){.type = STORE_REC_GW_ACK,
+		                          .flags = STORE_EF_CKPT,
 		                          .ts_ms = now_ms,
 		                          .gw = st->gws[i].gw,
 		                          .ref = st->gws[i].epoch,
@@ -1018,6 +1019,7 @@ int store_state_checkpoint(const struct store_state *st, uint64_t now_ms, store_
 
 		ev = (struct store_event){
 		        .type = STORE_REC_AGENT_FIGS,
+		        .flags = STORE_EF_CKPT,
 		        .ts_ms = a->ts_ms,
 		        .agent = {(const char *)a->buf, a->id_len},
 		        .extra = {(const char *)a->buf + a->id_len, a->fig_len},

@@ -262,6 +262,8 @@ static struct store_conf crash_conf(const char *dir)
 	        .segment_bytes = SEGMENT_BYTES,
 	        .nb_producers = 1,
 	        .ring_bytes = RING_BYTES,
+	        /* Small batches: a checkpoint spans several, with appends between them. */
+	        .batch_bytes = 64u << 10,
 	        .retention_ms = 0,
 	        .checkpoint_bytes = CKPT_BYTES,
 	        .history_customers = 1000,

@@ -902,6 +902,92 @@ static void checkpoint_retention(void **state)
 	remove_dir(dir);
 }
 
+/* Where live records fell relative to the checkpoints, from a scan. */
+struct ckpt_mix {
+	bool in_ckpt;
+	uint32_t checkpoints, live_inside, records;
+};
+
+static int mix_fn(void *ctx, const struct store_event *ev)
+{
+	struct ckpt_mix *m = ctx;
+
+	m->records++;
+	if (ev->type == STORE_REC_CKPT_BEGIN) {
+		m->in_ckpt = true;
+	} else if (ev->type == STORE_REC_CKPT_END) {
+		m->in_ckpt = false;
+		m->checkpoints++;
+	} else if (m->in_ckpt && ev->type == STORE_REC_MSG_IN && !(ev->flags & STORE_EF_CKPT)) {
+		m->live_inside++;
+	}
+	return 0;
+}
+
+/*
+ * A checkpoint large enough to take many batches does not stop the
+ * appenders: their records go into the log between its batches, and
+ * recovery from it gives back the history it holds and every record.
+ */
+static void checkpoint_keeps_taking(void **state)
+{
+	enum { CUSTOMERS = 1000, FILLER = 40000 };
+	char *dir = make_dir();
+	struct store_conf c = base_conf(dir, STORE_POLICY_SYNC);
+	struct store_past past[STORE_HISTORY_DEPTH];
+	struct store_recovery rec;
+	struct ckpt_mix mix = {0};
+	struct store_producer *p;
+	struct store *s;
+	char notes[200], cust[16];
+	uint64_t t = 0;
+
+	(void)state;
+	c.segment_bytes = 1u << 20;
+	c.batch_bytes = 64u << 10;
+	c.checkpoint_bytes = 1;
+	memset(notes, 'n', sizeof(notes));
+	s = store_open(&c, NULL);
+	assert_non_null(s);
+	assert_int_equal(store_start(s), 0);
+	p = store_producer(s, 0);
+	/* A history of 3 consultations for each customer: checkpoints of about 1 MB. */
+	for (uint32_t i = 0; i < 3 * CUSTOMERS; i++) {
+		int n = snprintf(cust, sizeof(cust), "c%u", i % CUSTOMERS);
+		struct store_event ev = {.type = STORE_REC_ENDED,
+		                         .session_id = i + 1,
+		                         .customer = {cust, (uint32_t)n},
+		                         .skill = {"presale", 7},
+		                         .text = {notes, sizeof(notes)}};
+
+		append_ok(p, &ev, &t);
+	}
+	for (uint32_t i = 0; i < FILLER; i++) {
+		struct store_event ev = msg_event(0, i);
+
+		ev.session_id = 999999;
+		append_ok(p, &ev, &t);
+	}
+	assert_true(wait_for(durable_reached, p, t));
+	assert_int_equal(store_close(s), 0);
+	assert_int_equal(store_scan(dir, NULL, mix_fn, &mix), 0);
+	printf("%u checkpoints, %u appended records written inside them\n", mix.checkpoints,
+	       mix.live_inside);
+	assert_true(mix.checkpoints >= 2);
+	assert_true(mix.live_inside > 0);
+
+	s = store_open(&c, &rec);
+	assert_non_null(s);
+	assert_true(rec.from_checkpoint);
+	assert_int_equal(rec.customers, CUSTOMERS);
+	assert_int_equal(store_history_get(store_state_history(store_recovered(s)),
+	                                   (struct store_str){"c7", 2}, past),
+	                 3);
+	assert_int_equal(past[0].session_id, 2 * CUSTOMERS + 8); /* newest first */
+	assert_int_equal(store_close(s), 0);
+	remove_dir(dir);
+}
+
 /* The counters of checkpoints and deleted segments, seen while the store runs. */
 static void checkpoint_counters(void **state)
 {
@@ -1211,15 +1297,25 @@ static void one_writer_per_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(bad_configuration),   cmocka_unit_test(one_writer_per_dir),
-	        cmocka_unit_test(durable_sync),        cmocka_unit_test(durable_interval),
-	        cmocka_unit_test(durable_none),        cmocka_unit_test(group_commit),
-	        cmocka_unit_test(commit_delay),        cmocka_unit_test(rotation_buffered),
-	        cmocka_unit_test(rotation_and_reopen), cmocka_unit_test(reopen_continues),
-	        cmocka_unit_test(failed_write),        cmocka_unit_test(short_write),
-	        cmocka_unit_test(failed_sync),         cmocka_unit_test(checkpoint_retention),
-	        cmocka_unit_test(checkpoint_counters), cmocka_unit_test(erasure),
-	        cmocka_unit_test(encrypted),           cmocka_unit_test(transcript),
+	        cmocka_unit_test(bad_configuration),
+	        cmocka_unit_test(one_writer_per_dir),
+	        cmocka_unit_test(durable_sync),
+	        cmocka_unit_test(durable_interval),
+	        cmocka_unit_test(durable_none),
+	        cmocka_unit_test(group_commit),
+	        cmocka_unit_test(commit_delay),
+	        cmocka_unit_test(rotation_buffered),
+	        cmocka_unit_test(checkpoint_keeps_taking),
+	        cmocka_unit_test(rotation_and_reopen),
+	        cmocka_unit_test(reopen_continues),
+	        cmocka_unit_test(failed_write),
+	        cmocka_unit_test(short_write),
+	        cmocka_unit_test(failed_sync),
+	        cmocka_unit_test(checkpoint_retention),
+	        cmocka_unit_test(checkpoint_counters),
+	        cmocka_unit_test(erasure),
+	        cmocka_unit_test(encrypted),
+	        cmocka_unit_test(transcript),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -711,6 +711,89 @@ static void test_checkpoint_incomplete(void **state)
 	store_state_destroy(live);
 }
 
+/*
+ * A checkpoint written while appends went on: live records between its
+ * CKPT_BEGIN and CKPT_END (as the writer puts them) come after the state it
+ * holds, so they are applied after it, even those about a session whose
+ * checkpoint copy comes later, and a live GW_ACK is not undone by the
+ * checkpoint's older copy.
+ */
+struct interleave {
+	struct tlog *t;
+	unsigned n;
+};
+
+static void gw_fn(void *ctx, uint32_t gw, uint64_t epoch, uint64_t ack)
+{
+	uint64_t *out = ctx;
+
+	(void)epoch;
+	if (gw == 1)
+		*out = ack;
+}
+
+static int tl_interleave_fn(void *ctx, const struct store_event *ev)
+{
+	struct interleave *in = ctx;
+
+	tl_add(in->t, ev);
+	if (++in->n == 1) {
+		/* right after CKPT_BEGIN: before the copies of sessions 1 and 3 */
+		tl_ev(in->t, ev_msg(1, 2, "during the checkpoint"));
+		tl_ev(in->t, (struct store_event){
+		                     .type = STORE_REC_GW_ACK, .gw = 1, .ref = 1, .msg_id = 50});
+		tl_ev(in->t, ev_opened(5, "c5", "q5"));
+		tl_ev(in->t, ev_queued(5));
+		tl_ev(in->t, ev_ended(1, "c1", "closed meanwhile"));
+	}
+	return 0;
+}
+
+static void test_checkpoint_interleaved(void **state)
+{
+	struct tlog *t = *state;
+	struct store_state *live = store_state_create(100, 16), *st;
+	struct interleave in = {.t = t};
+	struct store_recovery rec;
+	struct store_tail tail;
+	struct sess_info si = {0};
+	struct store_past p[STORE_HISTORY_DEPTH];
+	uint64_t lsn = 0, ack = 0;
+	const struct store_event evs[] = {
+	        ev_opened(1, "c1", "q1"),
+	        ev_queued(1),
+	        ev_msg(1, 1, "m1"),
+	        (struct store_event){.type = STORE_REC_GW_ACK, .gw = 1, .ref = 1, .msg_id = 10},
+	        ev_opened(3, "c3", "q3"),
+	        ev_queued(3),
+	};
+
+	assert_non_null(live);
+	tl_seg(t, 0);
+	for (unsigned i = 0; i < 6; i++)
+		tl_add(t, &evs[i]);
+	apply_all(live, evs, 6, &lsn);
+	tl_seg(t, STORE_SF_CKPT);
+	assert_int_equal(store_state_checkpoint(live, 5000, tl_interleave_fn, &in), 0);
+	tl_ev(t, ev_msg(3, 1, "after"));
+	assert_int_equal(recover(t, NULL, &st, &rec, &tail), 0);
+	assert_true(rec.from_checkpoint);
+	store_state_sessions(st, info_fn, &si);
+	assert_int_equal(si.n, 2); /* 1 ended meanwhile; 3 and 5 open */
+	assert_int_equal(find_sess(&si, 1), -1);
+	assert_true(find_sess(&si, 5) >= 0);
+	assert_string_equal(si.last_text[find_sess(&si, 3)], "after");
+	assert_int_equal(store_history_get(store_state_history(st), S("c1"), p), 1);
+	assert_string_equal(p[0].notes, "closed meanwhile");
+	store_state_gw_acks(st, gw_fn, &ack);
+	assert_int_equal(ack, 50);
+	assert_int_equal(store_state_max_session(st), 5);
+	/* the live records count towards the next checkpoint */
+	assert_true(tail.bytes_since_ckpt > 0);
+	store_state_destroy(st);
+	store_state_destroy(live);
+}
+
 static void test_checkpoint_none_complete(void **state)
 {
 	struct tlog *t = *state;
@@ -1081,6 +1164,7 @@ int main(void)
 	        T(test_checkpoint_start),
 	        T(test_checkpoint_incomplete),
 	        T(test_checkpoint_none_complete),
+	        T(test_checkpoint_interleaved),
 	        T(test_sealed),
 	        T(test_erase_tombstone),
 	        T(test_scrub),
