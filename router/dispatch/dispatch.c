@@ -497,6 +497,13 @@ static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 		__builtin_prefetch(p + off);
 }
 
+/* Also its heap places: re-filing it after a change of load reads them. */
+static void agent_prefetch_all(const struct disp_engine *e, uint32_t ai)
+{
+	agent_prefetch(e, ai);
+	__builtin_prefetch(&e->ask[(size_t)ai * e->nb_skills], 1);
+}
+
 static uint32_t agent_find(const struct disp_engine *e, struct disp_str id)
 {
 	uint32_t h;
@@ -559,6 +566,111 @@ static void sess_prefetch(const struct disp_engine *e, uint64_t id)
 		__builtin_prefetch(p);
 		__builtin_prefetch(p + 64);
 		__builtin_prefetch(p + 127);
+	}
+}
+
+/* ---- bursts: loading ahead ------------------------------------------------ */
+
+#define PREFETCH_CHUNK 64u /* requests looked at per pass: their hash slots fit the stack */
+
+/* Every line of slot si, for writing: each request on a session changes it. */
+static void slot_prefetch(const struct disp_engine *e, uint32_t si)
+{
+	const char *p = (const char *)&e->sessions[si];
+	uintptr_t first = (uintptr_t)p & ~(uintptr_t)63;
+
+	/* Slots are not line-aligned: a 216-byte slot spans 4 or 5 lines. */
+	for (uintptr_t l = first; l < (uintptr_t)p + sizeof(struct session); l += 64)
+		__builtin_prefetch((const void *)l, 1);
+}
+
+/*
+ * Second pass of disp_prefetch, once the slot is (nearly) in: what the
+ * request will reach through it. Reads only; a stale or forged id loads
+ * lines for nothing and changes nothing.
+ */
+static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_req *r, uint32_t si,
+                               bool first)
+{
+	const struct session *s = &e->sessions[si];
+	const struct agent *a;
+	uint64_t t;
+
+	if (s->gen != (uint32_t)(r->session_id >> 32) ||
+	    (s->state != SESS_ASSIGNED && s->state != SESS_WRAPUP) || s->agent >= e->nb_agents)
+		return;
+	if (first)
+		agent_prefetch_all(e, s->agent);
+	a = &e->agents[s->agent];
+	switch (r->kind) {
+	case DISP_REQ_CUSTOMER_MESSAGE:
+		if (s->bl_tail != NIL)
+			__builtin_prefetch(&e->entries[s->bl_tail], 1);
+		break;
+	case DISP_REQ_AGENT_MESSAGE:
+		/* The first reply counts in the agent's histogram, beyond the hot lines. */
+		if (!(s->flags & SF_REPLIED)) {
+			t = since(e->now, s->assign_ms);
+			__builtin_prefetch(&a->fig.first_response_ms[hist_bucket(t)], 1);
+		}
+		break;
+	case DISP_REQ_AGENT_CLOSE:
+	case DISP_REQ_SESSION_END:
+	case DISP_REQ_TRANSFER:
+		/* Leaving the agent's list writes both neighbours; the figures count it. */
+		if (s->prev != NIL)
+			__builtin_prefetch(&e->sessions[s->prev].next, 1);
+		if (s->next != NIL)
+			__builtin_prefetch(&e->sessions[s->next].prev, 1);
+		t = since(e->now, s->assign_ms);
+		__builtin_prefetch(&a->fig.handling_ms[hist_bucket(t)], 1);
+		__builtin_prefetch(&a->fig.served, 1);
+		if (s->bl_head != NIL)
+			__builtin_prefetch(&e->entries[s->bl_head], 1);
+		break;
+	default:
+		break;
+	}
+}
+
+void disp_prefetch(const struct disp_engine *e, const struct disp_req *reqs, uint32_t n)
+{
+	uint32_t hslot[PREFETCH_CHUNK];
+
+	if (!e || !reqs)
+		return;
+	for (uint32_t base = 0; base < n; base += PREFETCH_CHUNK) {
+		uint32_t m = n - base < PREFETCH_CHUNK ? n - base : PREFETCH_CHUNK;
+		const struct disp_req *r = reqs + base;
+
+		/* Pass 1: what the request names itself, all misses in flight together. */
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t low = (uint32_t)r[i].session_id;
+			struct disp_str id = r[i].agent_id;
+
+			/* A session is often named by several requests in a row: load it once. */
+			if (low != 0 && low <= e->s_bump &&
+			    (i == 0 || r[i - 1].session_id != r[i].session_id))
+				slot_prefetch(e, low - 1);
+			hslot[i] = NIL;
+			if (id.ptr && id.len > 0 && id.len < DISP_NAME_MAX &&
+			    (i == 0 || !r[i - 1].agent_id.ptr ||
+			     !str_is(r[i - 1].agent_id.ptr, r[i - 1].agent_id.len, id))) {
+				hslot[i] = fnv1a(id.ptr, id.len) & e->agent_hash_mask;
+				__builtin_prefetch(&e->agent_hash[hslot[i]]);
+			}
+		}
+		/* Pass 2: what is reached through those, now that the first have arrived. */
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t low = (uint32_t)r[i].session_id;
+
+			if (hslot[i] != NIL && e->agent_hash[hslot[i]])
+				agent_prefetch_all(e, e->agent_hash[hslot[i]] - 1);
+			if (low != 0 && low <= e->s_bump)
+				slot_deps_prefetch(e, &r[i], low - 1,
+				                   i == 0 ||
+				                           r[i - 1].session_id != r[i].session_id);
+		}
 	}
 }
 
@@ -1537,6 +1649,10 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 		ask_of(e, ai, via)->rr = ++e->skills[via].rr_counter;
 	agent_relist(e, ai, now);
 	agent_arm_clock(e, ai, now);
+	/* The next session of this skill most likely goes to the new best agent,
+	 * a cold one at scale: start loading it now, as sess_alloc does slots. */
+	if (k->heap_n && k->conf.strategy != DISP_STRATEGY_RANDOM)
+		agent_prefetch_all(e, k->heap[0].ai);
 	e->st.sessions_assigned++;
 	sess_arm(e, si);
 	if (e->journal) {
