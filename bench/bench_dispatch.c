@@ -16,6 +16,13 @@
  * baseline: what a simple implementation costs on the same machine and the
  * same harness (its cost includes the driver's, as the engine's does).
  *
+ * Bursts: the driver runs the cycles 8 at a time (32 requests, as the router
+ * processes bursts): it picks the burst's sessions, tells the implementation
+ * the burst's requests (the engine hands them to disp_prefetch, which only
+ * loads lines), then makes them in order, each exactly as alone. Every
+ * implementation goes through that driver; engine-seq is the engine without
+ * the prefetch, to show what the bursts buy, naive has none.
+ *
  * Memory: the engine allocates everything at creation, so a session costs
  * what one more unit of max_sessions (a slot) and of queue_capacity adds:
  * measured with disp_footprint (the bytes disp_create allocated).
@@ -28,6 +35,10 @@
  * as "<impl>-<sweep>-<size>": the instructions executed (the algorithmic cost,
  * deterministic) and, with --cache-sim=yes, the simulated last-level misses.
  * bench/run.sh runs it and renders the dumps. Outside valgrind it refuses.
+ *
+ * --only IMPL-SWEEP-SIZE (e.g. engine-agents-100000) runs one measurement and
+ * prints also this thread's CPU time per op: for comparing binaries on a
+ * shared machine.
  *
  * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)]
  *        valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no [--cache-sim=yes] \
