@@ -16,6 +16,13 @@
  * baseline: what a simple implementation costs on the same machine and the
  * same harness (its cost includes the driver's, as the engine's does).
  *
+ * Bursts: the driver runs the cycles 8 at a time (32 requests, as the router
+ * processes bursts): it picks the burst's sessions, tells the implementation
+ * the burst's requests (the engine hands them to disp_prefetch, which only
+ * loads lines), then makes them in order, each exactly as alone. Every
+ * implementation goes through that driver; engine-seq is the engine without
+ * the prefetch, to show what the bursts buy, naive has none.
+ *
  * Memory: the engine allocates everything at creation, so a session costs
  * what one more unit of max_sessions (a slot) and of queue_capacity adds:
  * measured with disp_footprint (the bytes disp_create allocated).
@@ -28,6 +35,10 @@
  * as "<impl>-<sweep>-<size>": the instructions executed (the algorithmic cost,
  * deterministic) and, with --cache-sim=yes, the simulated last-level misses.
  * bench/run.sh runs it and renders the dumps. Outside valgrind it refuses.
+ *
+ * --only IMPL-SWEEP-SIZE (e.g. engine-agents-100000) runs one measurement and
+ * prints also this thread's CPU time per op: for comparing binaries on a
+ * shared machine.
  *
  * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)]
  *        valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no [--cache-sim=yes] \
@@ -51,9 +62,11 @@
 #define NAME_LEN   12u
 #define SKILL      "chat"
 #define TICK_EVERY 1024u /* cycles per virtual ms (and per disp_tick) */
+#define BURST      8u    /* cycles per burst: 32 requests, as the router's bursts */
 
 static double g_seconds = 0.4;
 static uint64_t g_cg_cycles; /* --callgrind: cycles per measured window, else 0 */
+static const char *g_only;   /* --only: the one <impl>-<sweep>-<size> to run, for profiling */
 
 /* Under callgrind, naive's scan of every agent per open makes 100k agents
  * take minutes (about 0.5 M instructions per cycle): that size is skipped. */
@@ -64,6 +77,15 @@ static double now_s(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* This thread's CPU time: unlike the wall clock, blind to being preempted on a shared VM. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -98,6 +120,8 @@ struct impl {
 	int (*amsg)(struct driver *d, uint64_t sid, uint32_t agent);
 	int (*close)(struct driver *d, uint64_t sid, uint32_t agent);
 	void (*tick)(struct driver *d);
+	/* Told each burst's requests before they are made; NULL: one by one. */
+	void (*prefetch)(struct driver *d, const struct disp_req *reqs, uint32_t n);
 };
 
 static void act_push(struct driver *d, uint64_t sid, uint32_t agent)
@@ -180,8 +204,16 @@ static void eng_tick(struct driver *d)
 	disp_tick(d->h, d->now);
 }
 
-static const struct impl engine_impl = {"engine", eng_open,  eng_cmsg,
-                                        eng_amsg, eng_close, eng_tick};
+static void eng_prefetch(struct driver *d, const struct disp_req *reqs, uint32_t n)
+{
+	disp_prefetch(d->h, reqs, n);
+}
+
+static const struct impl engine_impl = {"engine",  eng_open, eng_cmsg,    eng_amsg,
+                                        eng_close, eng_tick, eng_prefetch};
+/* The same engine without the burst's prefetch: what the bursts buy. */
+static const struct impl engine_seq_impl = {"engine-seq", eng_open, eng_cmsg, eng_amsg,
+                                            eng_close,    eng_tick, NULL};
 
 static struct disp_engine *eng_create(struct driver *d, uint32_t agents, uint32_t sessions,
                                       uint32_t queue)
@@ -349,8 +381,8 @@ static void naive_tick(struct driver *d)
 	(void)d;
 }
 
-static const struct impl naive_impl = {"naive",    naive_open,  naive_cmsg,
-                                       naive_amsg, naive_close, naive_tick};
+static const struct impl naive_impl = {"naive",     naive_open, naive_cmsg, naive_amsg,
+                                       naive_close, naive_tick, NULL};
 
 static struct naive *naive_create(uint32_t agents, uint32_t sessions, uint32_t queue)
 {
@@ -389,6 +421,11 @@ static void naive_destroy(struct naive *n)
 
 /* ---- one measurement ----------------------------------------------------------- */
 
+static bool is_engine(const struct impl *im)
+{
+	return im != &naive_impl;
+}
+
 struct result {
 	const char *impl;
 	const char *sweep;
@@ -399,36 +436,64 @@ struct result {
 	double seconds;
 	double ops_per_s;
 	double ns_per_op;
+	double cpu_ns_per_op; /* the same in this thread's CPU time */
 	uint64_t failures;
 };
 
-static void cycle(struct driver *d)
+/* Take a random assigned session (and its agent) off the list. */
+static void pick(struct driver *d, uint64_t *sid, uint32_t *agent)
 {
-	const struct impl *im = d->impl;
 	uint32_t i = (uint32_t)(xorshift(&d->rng) % d->nb_act);
-	uint64_t sid = d->act_sid[i];
-	uint32_t agent = d->act_agent[i];
 
+	*sid = d->act_sid[i];
+	*agent = d->act_agent[i];
 	d->nb_act--;
 	d->act_sid[i] = d->act_sid[d->nb_act];
 	d->act_agent[i] = d->act_agent[d->nb_act];
-	if (im->cmsg(d, sid) | im->amsg(d, sid, agent) | im->close(d, sid, agent) |
-	    im->open(d, ++d->ref))
-		d->failures++;
 }
 
+/*
+ * n cycles, in bursts of BURST: the burst's sessions are picked first, the
+ * implementation is told the burst's requests (if it wants them), then the
+ * cycles run in order, each exactly as alone. Every implementation runs
+ * through here; sessions assigned during a burst can be picked from the next.
+ */
 static void run_cycles(struct driver *d, uint64_t n)
 {
-	for (uint64_t c = 0; c < n; c++) {
-		if (d->nb_act == 0) {
+	const struct impl *im = d->impl;
+
+	for (uint64_t c = 0; c < n;) {
+		uint32_t b = n - c < BURST ? (uint32_t)(n - c) : BURST;
+		struct disp_req reqs[4 * BURST];
+		uint64_t sid[BURST];
+		uint32_t agent[BURST];
+
+		if (d->nb_act < b) {
 			d->failures++;
 			return;
 		}
-		cycle(d);
-		if ((d->ref & (TICK_EVERY - 1)) == 0) {
-			d->now++;
-			d->impl->tick(d);
+		for (uint32_t j = 0; j < b; j++) {
+			pick(d, &sid[j], &agent[j]);
+			reqs[4 * j] =
+			        (struct disp_req){DISP_REQ_CUSTOMER_MESSAGE, sid[j], {NULL, 0}};
+			reqs[4 * j + 1] = (struct disp_req){DISP_REQ_AGENT_MESSAGE, sid[j],
+			                                    agent_str(d, agent[j])};
+			reqs[4 * j + 2] = (struct disp_req){DISP_REQ_AGENT_CLOSE, sid[j],
+			                                    agent_str(d, agent[j])};
+			reqs[4 * j + 3] = (struct disp_req){DISP_REQ_OPEN, 0, {NULL, 0}};
 		}
+		if (im->prefetch)
+			im->prefetch(d, reqs, 4 * b);
+		for (uint32_t j = 0; j < b; j++) {
+			if (im->cmsg(d, sid[j]) | im->amsg(d, sid[j], agent[j]) |
+			    im->close(d, sid[j], agent[j]) | im->open(d, ++d->ref))
+				d->failures++;
+			if ((d->ref & (TICK_EVERY - 1)) == 0) {
+				d->now++;
+				im->tick(d);
+			}
+		}
+		c += b;
 	}
 }
 
@@ -439,7 +504,7 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 	uint32_t sessions = agents * CAPACITY + waiting + 1024, queue = waiting + 1024;
 	struct driver d = {.impl = im, .now = 1, .rng = 0x2545f4914f6cdd1dull};
 	uint64_t ops = 0;
-	double t0, t;
+	double t0, t, c0;
 	int rc = -ENOMEM;
 
 	d.cap_act = agents * CAPACITY + 1;
@@ -452,7 +517,7 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 	for (uint32_t a = 0; a < agents; a++)
 		d.name_len[a] = (uint8_t)snprintf(d.names[a], NAME_LEN, "a%u", a);
 
-	if (im == &engine_impl) {
+	if (is_engine(im)) {
 		const struct disp_skill_level lvl = {{SKILL, sizeof(SKILL) - 1}, 3};
 
 		d.h = eng_create(&d, agents, sessions, queue);
@@ -486,11 +551,12 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 	if (g_cg_cycles)
 		CALLGRIND_START_INSTRUMENTATION;
 	/* warm up (caches, branch predictors), then whole batches until the time is up */
-	run_cycles(&d, im == &engine_impl ? 100000 : 2000);
+	run_cycles(&d, is_engine(im) ? 100000 : 2000);
 	t0 = now_s();
+	c0 = cpu_s();
 	if (g_cg_cycles) {
 		/* naive costs up to 0.5 M instructions a cycle: a tenth suffices */
-		uint64_t n = im == &engine_impl ? g_cg_cycles : g_cg_cycles / 10;
+		uint64_t n = is_engine(im) ? g_cg_cycles : g_cg_cycles / 10;
 		char name[64];
 
 		/* --collect-atstart=no: collection is off until the toggle */
@@ -510,6 +576,7 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 		} while (now_s() - t0 < g_seconds);
 	}
 	t = now_s() - t0;
+	r->cpu_ns_per_op = (cpu_s() - c0) * 1e9 / (double)ops;
 
 	r->impl = im->name;
 	r->sweep = sweep;
@@ -523,7 +590,7 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 	r->failures = d.failures;
 	rc = 0;
 
-	if (im == &engine_impl)
+	if (is_engine(im))
 		disp_destroy(d.h);
 	else
 		naive_destroy(d.h);
@@ -588,6 +655,7 @@ static void json_row(FILE *f, const struct result *r, bool last)
 	        last ? "" : ",");
 }
 
+#define NB_IMPLS 3 /* engine (bursts), engine-seq (no prefetch), naive: the report's order */
 #define NB_SIZES 3
 static const uint32_t agent_sizes[NB_SIZES] = {1000, 10000, 100000};
 static const uint32_t queue_sizes[NB_SIZES] = {10000, 100000, 1000000};
@@ -601,7 +669,12 @@ static int callgrind_window(FILE *f, const struct impl *im, const char *sweep, u
 	uint32_t size = waiting ? waiting : agents;
 	double t0 = now_s();
 	struct result r;
+	char name[64];
 
+	snprintf(name, sizeof(name), "%s-%s-%u", im->name, sweep, size);
+
+	if (g_only && strcmp(g_only, name))
+		return 1;
 	if (im == &naive_impl && agents > CG_NAIVE_MAX_AGENTS) {
 		printf("  %s-%s-%u: skipped (a scan of every agent per open takes minutes "
 		       "under valgrind)\n",
@@ -629,7 +702,7 @@ static int callgrind_window(FILE *f, const struct impl *im, const char *sweep, u
  * by callgrind under its name; the counting happens in valgrind. */
 static int callgrind_main(const char *json)
 {
-	const struct impl *impls[2] = {&engine_impl, &naive_impl};
+	const struct impl *impls[NB_IMPLS] = {&engine_impl, &engine_seq_impl, &naive_impl};
 	uint64_t failures = 0;
 	FILE *f = NULL;
 	bool first = true;
@@ -659,7 +732,7 @@ static int callgrind_main(const char *json)
 	printf("dispatcher under callgrind: per window after the warm-up %llu cycles (%llu ops) "
 	       "for the engine, a tenth for naive; dumped as <impl>-<sweep>-<size>\n",
 	       (unsigned long long)g_cg_cycles, (unsigned long long)(4 * g_cg_cycles));
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < NB_IMPLS; i++) {
 		for (int k = 0; k < NB_SIZES; k++) {
 			int w = callgrind_window(f, impls[i], "agents", agent_sizes[k], 0, first,
 			                         &failures);
@@ -691,13 +764,45 @@ out_close:
 	return rc;
 }
 
+/* --only: one measurement, printed; for profiling and side-by-side runs. */
+static int only_main(void)
+{
+	const struct impl *impls[NB_IMPLS] = {&engine_impl, &engine_seq_impl, &naive_impl};
+
+	for (int i = 0; i < NB_IMPLS; i++) {
+		for (int k = 0; k < NB_SIZES; k++) {
+			for (int q = 0; q < 2; q++) {
+				uint32_t agents = q ? QUEUE_AGENTS : agent_sizes[k];
+				uint32_t waiting = q ? queue_sizes[k] : 0;
+				const char *sweep = q ? "queue" : "agents";
+				char name[64];
+				struct result r;
+
+				snprintf(name, sizeof(name), "%s-%s-%u", impls[i]->name, sweep,
+				         q ? waiting : agents);
+				if (strcmp(name, g_only))
+					continue;
+				if (measure(impls[i], sweep, agents, waiting, &r) < 0) {
+					perror("measure");
+					return 1;
+				}
+				print_row(&r);
+				printf("cpu %.1f ns/op\n", r.cpu_ns_per_op);
+				return r.failures ? 1 : 0;
+			}
+		}
+	}
+	fprintf(stderr, "bench_dispatch: --only %s: no such measurement\n", g_only);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
-	struct result res[2][2][NB_SIZES]; /* impl, sweep, size */
-	const struct impl *impls[2] = {&engine_impl, &naive_impl};
+	struct result res[NB_IMPLS][2][NB_SIZES]; /* impl, sweep, size */
+	const struct impl *impls[NB_IMPLS] = {&engine_impl, &engine_seq_impl, &naive_impl};
 	const char *json = NULL;
 	bool callgrind = false;
-	double growth[2][2];
+	double growth[NB_IMPLS][2];
 	struct memory mem;
 	uint64_t failures = 0;
 	FILE *f;
@@ -709,14 +814,17 @@ int main(int argc, char **argv)
 			g_seconds = atof(argv[++i]);
 		} else if (!strcmp(argv[i], "--callgrind")) {
 			callgrind = true;
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			g_only = argv[++i];
 		} else if (!strcmp(argv[i], "--cycles") && i + 1 < argc) {
 			g_cg_cycles = strtoull(argv[++i], NULL, 10);
 		} else {
 			fprintf(stderr,
-			        "usage: %s [--json FILE] [--seconds S]\n"
+			        "usage: %s [--json FILE] [--seconds S] [--only IMPL-SWEEP-SIZE]\n"
 			        "       valgrind --tool=callgrind --instr-atstart=no "
 			        "--collect-atstart=no "
-			        "[--cache-sim=yes] %s --callgrind [--cycles N] [--json FILE]\n",
+			        "[--cache-sim=yes] %s --callgrind [--cycles N] [--json FILE] "
+			        "[--only IMPL-SWEEP-SIZE]\n",
 			        argv[0], argv[0]);
 			return 2;
 		}
@@ -727,6 +835,8 @@ int main(int argc, char **argv)
 		return callgrind_main(json);
 	}
 	g_cg_cycles = 0;
+	if (g_only)
+		return only_main();
 
 	memory_measure(&mem);
 	printf("dispatcher micro-benchmark: one core, 4 ops per cycle "
@@ -734,7 +844,7 @@ int main(int argc, char **argv)
 	       CAPACITY, ", disp_tick every virtual ms");
 	printf("%-7s %-7s %8s %8s %8s %10s %8s\n", "impl", "sweep", "agents", "active", "waiting",
 	       "Mops/s", "ns/op");
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < NB_IMPLS; i++) {
 		for (int k = 0; k < NB_SIZES; k++) {
 			struct result *r = &res[i][0][k];
 
@@ -756,15 +866,17 @@ int main(int argc, char **argv)
 			failures += r->failures;
 		}
 	}
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NB_IMPLS; i++)
 		for (int s = 0; s < 2; s++)
 			growth[i][s] = res[i][s][NB_SIZES - 1].ns_per_op / res[i][s][0].ns_per_op;
 
 	printf("\ncost growth (ns/op at the largest size / at the smallest):\n");
 	printf("  engine: agents 1k->100k %.2fx, waiting 10k->1M %.2fx (target <= 1.5x)\n",
 	       growth[0][0], growth[0][1]);
-	printf("  naive:  agents 1k->100k %.2fx, waiting 10k->1M %.2fx\n", growth[1][0],
-	       growth[1][1]);
+	printf("  engine-seq (no prefetch): agents 1k->100k %.2fx, waiting 10k->1M %.2fx\n",
+	       growth[1][0], growth[1][1]);
+	printf("  naive:  agents 1k->100k %.2fx, waiting 10k->1M %.2fx\n", growth[2][0],
+	       growth[2][1]);
 	printf("\nengine memory (%s): %.1f B per session slot, %.1f B per queue slot, "
 	       "%.1f B per agent; %.1f MiB for 1k agents, 64k sessions, queue 1k\n",
 	       "disp_footprint", mem.per_session_slot, mem.per_queue_slot, mem.per_agent,
@@ -787,15 +899,17 @@ int main(int argc, char **argv)
 		        "{\n  \"capacity\": %u,\n  \"ops_per_cycle\": 4,\n  \"seconds_per_run\": "
 		        "%.2f,\n  \"tick\": %s,\n  \"runs\": [\n",
 		        CAPACITY, g_seconds, "true");
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < NB_IMPLS; i++)
 			for (int s = 0; s < 2; s++)
 				for (int k = 0; k < NB_SIZES; k++)
 					json_row(f, &res[i][s][k],
-					         i == 1 && s == 1 && k == NB_SIZES - 1);
+					         i == NB_IMPLS - 1 && s == 1 && k == NB_SIZES - 1);
 		fprintf(f,
 		        "  ],\n  \"growth\": {\"engine_agents\": %.3f, \"engine_queue\": %.3f, "
+		        "\"engine_seq_agents\": %.3f, \"engine_seq_queue\": %.3f, "
 		        "\"naive_agents\": %.3f, \"naive_queue\": %.3f},\n",
-		        growth[0][0], growth[0][1], growth[1][0], growth[1][1]);
+		        growth[0][0], growth[0][1], growth[1][0], growth[1][1], growth[2][0],
+		        growth[2][1]);
 		fprintf(f,
 		        "  \"memory\": {\"source\": \"%s\", \"per_session_slot\": %.1f, "
 		        "\"per_queue_slot\": %.1f, \"per_agent\": %.1f, \"per_queued_session\": "

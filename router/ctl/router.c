@@ -841,6 +841,56 @@ static void rt_envelope_in(struct rt_router *rt, struct rt_gateway *gw,
 	}
 }
 
+/*
+ * A frame's envelopes are a burst: the dispatcher starts loading the session
+ * slots and agents they name all at once, before they are processed one by
+ * one (at scale each would otherwise wait for its own cache misses).
+ */
+static void rt_prefetch_envelopes(struct rt_router *rt, const Surge__V1__Frame *frame)
+{
+	struct disp_req reqs[WIRE_MAX_ENVELOPES];
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < frame->n_msgs && n < WIRE_MAX_ENVELOPES; i++) {
+		const Surge__V1__Envelope *env = frame->msgs[i];
+		struct disp_req *r = &reqs[n++];
+
+		*r = (struct disp_req){.kind = DISP_REQ_OTHER};
+		switch (env->body_case) {
+		case SURGE__V1__ENVELOPE__BODY_CUSTOMER_MESSAGE:
+			r->kind = DISP_REQ_CUSTOMER_MESSAGE;
+			r->session_id = env->customer_message->session_id;
+			break;
+		case SURGE__V1__ENVELOPE__BODY_SESSION_END:
+			r->kind = DISP_REQ_SESSION_END;
+			r->session_id = env->session_end->session_id;
+			break;
+		case SURGE__V1__ENVELOPE__BODY_AGENT_MESSAGE:
+			r->kind = DISP_REQ_AGENT_MESSAGE;
+			r->session_id = env->agent_message->session_id;
+			r->agent_id = rt_str(env->agent_message->agent_id);
+			break;
+		case SURGE__V1__ENVELOPE__BODY_AGENT_CLOSE:
+			r->kind = DISP_REQ_AGENT_CLOSE;
+			r->session_id = env->agent_close->session_id;
+			r->agent_id = rt_str(env->agent_close->agent_id);
+			break;
+		case SURGE__V1__ENVELOPE__BODY_TRANSFER:
+			r->kind = DISP_REQ_TRANSFER;
+			r->session_id = env->transfer->session_id;
+			r->agent_id = rt_str(env->transfer->agent_id);
+			break;
+		case SURGE__V1__ENVELOPE__BODY_AGENT_HEARTBEAT:
+			r->agent_id = rt_str(env->agent_heartbeat->agent_id);
+			break;
+		default:
+			n--; /* nothing named that is worth loading ahead */
+			break;
+		}
+	}
+	disp_prefetch(rt->disp, reqs, n);
+}
+
 void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx)
 {
 	Surge__V1__Packet *packet;
@@ -919,6 +969,7 @@ void rt_rx_datagram(struct rt_router *rt, const struct net_rx *rx)
 	gw->rx_envelopes += frame->n_msgs;
 	gw->ack_owed = true;
 	rt_mark_dirty(rt, gw);
+	rt_prefetch_envelopes(rt, frame);
 	for (size_t i = 0; i < frame->n_msgs; i++)
 		rt_envelope_in(rt, gw, frame->msgs[i]);
 	rt_store_frame_done(rt, gw);

@@ -3,9 +3,11 @@
  * The routing engine, second version: the platform's service rules (issue 3).
  *
  * Data layout (everything sized and allocated by disp_create):
- *  - sessions: one array; a session id is (generation << 32) | (slot + 1), so
- *    a stale or forged id is caught in O(1). Free slots form a FIFO, so an id
- *    is reused as late as possible. A session is linked (prev/next) into
+ *  - sessions: one slot per session, in two arrays (the hot 128 bytes every
+ *    request reads, line-aligned; the cold rest its open and end read); a
+ *    session id is (generation << 32) | (slot + 1), so a stale or forged id
+ *    is caught in O(1). Free slots form a FIFO, so an id is reused as late
+ *    as possible. A session is linked (prev/next) into
  *    exactly one list: a wait queue while queued, its agent's list while
  *    assigned or in wrap-up, the free list when free.
  *  - wait queues: per skill, one FIFO per priority class (0..7, higher served
@@ -227,18 +229,22 @@ struct bl_entry {
 #define BL_SENDER(en) ((en)->text.tag)
 
 /*
- * A session slot: what most requests touch comes first (with its timer), so a
- * request on a random session reads few cache lines. 216 bytes, which with
- * the backlog entry each slot adds keeps a queued session within 256 bytes.
+ * A session slot, in two arrays: what requests on an open session touch
+ * (struct session: two aligned lines, the timer in the second) and what only
+ * its open, its assignment's message and its end read (struct sess_cold).
+ * 128 + 88 = 216 bytes, which with the backlog entry each slot adds keeps a
+ * queued session within 256 bytes; a request on a random session reads 2
+ * lines, not the 4 or 5 a 216-byte slot straddles.
  */
 struct session {
-	uint32_t gen;
+	_Alignas(64) uint32_t gen;
 	uint8_t state;
 	uint8_t flags;
 	uint8_t prio : 3;
 	uint8_t ov_step : 3; /* overflow steps already due (at most DISP_MAX_OVERFLOW) */
 	uint8_t mark : 1;
-	uint8_t cid_len;
+	uint8_t held : 1; /* question or transcript held in the pool: its end reads sess_cold */
+	uint8_t spare;
 	uint16_t skill;
 	uint16_t bl_count; /* at most BACKLOG_MAX */
 	uint32_t cust_gw;
@@ -250,16 +256,23 @@ struct session {
 	uint64_t unans_ms;  /* oldest unanswered customer message; 0 none */
 	uint64_t hold_ms;   /* hold started (assigned) or wrap-up ends (wrap-up); 0 none */
 	struct disp_timer timer;
+	uint64_t opened_ms;
+	uint64_t enq_ms; /* entered its current skill's queue (kept on re-queue) */
 	uint32_t ticket;
 	uint32_t last_pos, last_eta; /* as last told in QUEUED */
 	uint32_t channel;
+};
+
+struct sess_cold {
 	uint64_t open_ref;
-	uint64_t opened_ms;
-	uint64_t enq_ms; /* entered its current skill's queue (kept on re-queue) */
 	struct disp_text question;
 	struct disp_text transcript;
-	char cid[DISP_NAME_MAX];
+	uint8_t cid_len;
+	char cid[DISP_NAME_MAX - 1]; /* a customer id is at most 63 bytes: no NUL kept */
 };
+
+_Static_assert(sizeof(struct session) == 128, "two lines");
+_Static_assert(sizeof(struct sess_cold) == 88, "216 bytes a slot in all");
 
 _Static_assert(BACKLOG_MAX <= UINT16_MAX, "bl_count is 16 bits");
 _Static_assert(DISP_MAX_OVERFLOW < 8 && NB_PRIO <= 8, "ov_step and prio are 3 bits");
@@ -298,7 +311,8 @@ struct disp_engine {
 	struct ask *ask;
 
 	struct session *sessions;
-	uint32_t s_bump; /* slots never used start here */
+	struct sess_cold *scold; /* the sessions' cold halves, same index */
+	uint32_t s_bump;         /* slots never used start here */
 	uint32_t f_head, f_tail;
 	uint32_t nb_wrapup;
 	uint32_t *scratch_si; /* CAP_MAX sessions being re-queued */
@@ -486,15 +500,23 @@ static uint32_t skill_find(const struct disp_engine *e, struct disp_str name)
 }
 
 /*
- * Start loading the lines of an agent a request will touch (state, clocks,
- * id, the first figures) at once rather than one after the other.
+ * Start loading the lines of an agent a request will touch (id, state,
+ * clocks, timers, the figures' first counters) at once rather than one after
+ * the other; the histograms are loaded apart, by bucket, when known.
  */
 static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 {
 	const char *p = (const char *)&e->agents[ai];
 
-	for (uint32_t off = 0; off < offsetof(struct agent, fig) + 64; off += 64)
+	for (uint32_t off = 0; off <= offsetof(struct agent, fig.served); off += 64)
 		__builtin_prefetch(p + off);
+}
+
+/* Also its heap places: re-filing it after a change of load reads them. */
+static void agent_prefetch_all(const struct disp_engine *e, uint32_t ai)
+{
+	agent_prefetch(e, ai);
+	__builtin_prefetch(&e->ask[(size_t)ai * e->nb_skills], 1);
 }
 
 static uint32_t agent_find(const struct disp_engine *e, struct disp_str id)
@@ -524,6 +546,11 @@ static void agent_hash_add(struct disp_engine *e, uint32_t ai)
 	while (e->agent_hash[h])
 		h = (h + 1) & e->agent_hash_mask;
 	e->agent_hash[h] = ai + 1;
+}
+
+static struct sess_cold *sc(const struct disp_engine *e, const struct session *s)
+{
+	return &e->scold[s - e->sessions];
 }
 
 static uint64_t sess_id(const struct disp_engine *e, uint32_t si)
@@ -559,6 +586,112 @@ static void sess_prefetch(const struct disp_engine *e, uint64_t id)
 		__builtin_prefetch(p);
 		__builtin_prefetch(p + 64);
 		__builtin_prefetch(p + 127);
+	}
+}
+
+/* ---- bursts: loading ahead ------------------------------------------------ */
+
+#define PREFETCH_CHUNK 64u /* requests looked at per pass: their hash slots fit the stack */
+
+/* The two lines of slot si, for writing: each request on a session changes it. */
+static void slot_prefetch(const struct disp_engine *e, uint32_t si)
+{
+	const char *p = (const char *)&e->sessions[si];
+
+	__builtin_prefetch(p, 1);
+	__builtin_prefetch(p + 64, 1);
+}
+
+/*
+ * Second pass of disp_prefetch, once the slot is (nearly) in: what the
+ * request will reach through it. Reads only; a stale or forged id loads
+ * lines for nothing and changes nothing.
+ */
+static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_req *r, uint32_t si,
+                               bool first)
+{
+	const struct session *s = &e->sessions[si];
+	const struct agent *a;
+	uint64_t t;
+
+	if (s->gen != (uint32_t)(r->session_id >> 32) ||
+	    (s->state != SESS_ASSIGNED && s->state != SESS_WRAPUP) || s->agent >= e->nb_agents)
+		return;
+	if (first)
+		agent_prefetch_all(e, s->agent);
+	a = &e->agents[s->agent];
+	switch (r->kind) {
+	case DISP_REQ_CUSTOMER_MESSAGE:
+		if (s->bl_tail != NIL)
+			__builtin_prefetch(&e->entries[s->bl_tail], 1);
+		break;
+	case DISP_REQ_AGENT_MESSAGE:
+		/* The first reply counts in the agent's histogram, beyond the hot lines. */
+		if (!(s->flags & SF_REPLIED)) {
+			t = since(e->now, s->assign_ms);
+			__builtin_prefetch(&a->fig.first_response_ms[hist_bucket(t)], 1);
+		}
+		break;
+	case DISP_REQ_AGENT_CLOSE:
+	case DISP_REQ_SESSION_END:
+	case DISP_REQ_TRANSFER:
+		/* Leaving the agent's list writes both neighbours; the figures count it. */
+		if (s->prev != NIL)
+			__builtin_prefetch(&e->sessions[s->prev].next, 1);
+		if (s->next != NIL)
+			__builtin_prefetch(&e->sessions[s->next].prev, 1);
+		t = since(e->now, s->assign_ms);
+		__builtin_prefetch(&a->fig.handling_ms[hist_bucket(t)], 1);
+		__builtin_prefetch(&a->fig.served, 1);
+		if (s->held)
+			__builtin_prefetch(&e->scold[si].question, 1);
+		if (s->bl_head != NIL)
+			__builtin_prefetch(&e->entries[s->bl_head], 1);
+		break;
+	default:
+		break;
+	}
+}
+
+void disp_prefetch(const struct disp_engine *e, const struct disp_req *reqs, uint32_t n)
+{
+	uint32_t hslot[PREFETCH_CHUNK];
+
+	if (!e || !reqs)
+		return;
+	for (uint32_t base = 0; base < n; base += PREFETCH_CHUNK) {
+		uint32_t m = n - base < PREFETCH_CHUNK ? n - base : PREFETCH_CHUNK;
+		const struct disp_req *r = reqs + base;
+
+		/* Pass 1: what the request names itself, all misses in flight together. */
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t low = (uint32_t)r[i].session_id;
+			struct disp_str id = r[i].agent_id;
+
+			/* A session is often named by several requests in a row: load it once. */
+			if (low != 0 && low <= e->s_bump &&
+			    (i == 0 || r[i - 1].session_id != r[i].session_id))
+				slot_prefetch(e, low - 1);
+			hslot[i] = NIL;
+			/* An agent acting on a session is found through it (agent_find_near). */
+			if (id.ptr && id.len > 0 && id.len < DISP_NAME_MAX && !r[i].session_id &&
+			    (i == 0 || !r[i - 1].agent_id.ptr ||
+			     !str_is(r[i - 1].agent_id.ptr, r[i - 1].agent_id.len, id))) {
+				hslot[i] = fnv1a(id.ptr, id.len) & e->agent_hash_mask;
+				__builtin_prefetch(&e->agent_hash[hslot[i]]);
+			}
+		}
+		/* Pass 2: what is reached through those, now that the first have arrived. */
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t low = (uint32_t)r[i].session_id;
+
+			if (hslot[i] != NIL && e->agent_hash[hslot[i]])
+				agent_prefetch_all(e, e->agent_hash[hslot[i]] - 1);
+			if (low != 0 && low <= e->s_bump)
+				slot_deps_prefetch(e, &r[i], low - 1,
+				                   i == 0 ||
+				                           r[i - 1].session_id != r[i].session_id);
+		}
 	}
 }
 
@@ -1276,6 +1409,22 @@ static void bl_record(struct disp_engine *e, struct session *s, enum disp_side s
 
 /* ---- sessions: slots, outputs --------------------------------------------- */
 
+/*
+ * Take the free list's head. Its successor's prev is left as it was: fixing
+ * it would write a line of a cold slot on every open, and the head's prev is
+ * never read (the list is only ever entered at its head or tail, and
+ * slot_claim takes the head this way too).
+ */
+static void free_pop(struct disp_engine *e)
+{
+	struct session *s = &e->sessions[e->f_head];
+
+	e->f_head = s->next;
+	if (e->f_head == NIL)
+		e->f_tail = NIL;
+	s->prev = s->next = NIL;
+}
+
 static uint32_t sess_alloc(struct disp_engine *e)
 {
 	uint32_t si;
@@ -1287,13 +1436,16 @@ static uint32_t sess_alloc(struct disp_engine *e)
 		disp_timer_init(&e->sessions[si].timer, si, T_SESSION);
 	} else if (e->f_head != NIL) {
 		si = e->f_head;
-		sl_remove(e->sessions, &e->f_head, &e->f_tail, si);
+		free_pop(e);
 		/* The next open fills the next slot: free slots are cold, start loading it now. */
 		if (e->f_head != NIL) {
 			const char *p = (const char *)&e->sessions[e->f_head];
+			const char *c = (const char *)&e->scold[e->f_head];
 
-			for (uint32_t off = 0; off < sizeof(struct session) + 63; off += 64)
-				__builtin_prefetch(p + off, 1);
+			__builtin_prefetch(p, 1);
+			__builtin_prefetch(p + 64, 1);
+			for (uint32_t off = 0; off < sizeof(struct sess_cold) + 63; off += 64)
+				__builtin_prefetch(c + off, 1);
 		}
 	} else {
 		return NIL;
@@ -1319,8 +1471,11 @@ static void sess_free(struct disp_engine *e, uint32_t si)
 		e->nb_wrapup--;
 	/* Its timer, if pending, is left to fire for a free slot (or for the
 	 * slot's next session) and do nothing: see sess_arm. */
-	disp_pool_free(&e->pool, &s->question);
-	disp_pool_free(&e->pool, &s->transcript);
+	if (s->held) {
+		disp_pool_free(&e->pool, &sc(e, s)->question);
+		disp_pool_free(&e->pool, &sc(e, s)->transcript);
+		s->held = false;
+	}
 	while (s->bl_count)
 		bl_drop_oldest(e, s);
 	s->state = SESS_FREE;
@@ -1341,19 +1496,19 @@ static void journal_ended(struct disp_engine *e, uint32_t si, enum disp_close_re
 	/* Reads a line of the session and of the agent no one else needs: only for a journal. */
 	if (!e->journal)
 		return;
-	ev = (struct disp_event){
-	        .kind = DISP_EV_ENDED,
-	        .session_id = sess_id(e, si),
-	        .gw = s->cust_gw,
-	        .reason = why,
-	        .rating = rating,
-	        .complaint = complaint,
-	        .by_agent = by_agent,
-	        .customer = dstr(s->cid, s->cid_len),
-	        .skill = skill_name(e, s->skill),
-	        .opened_ms = s->opened_ms,
-	        .question = dstr(disp_pool_ptr(&e->pool, s->question), s->question.len),
-	        .text = notes};
+	ev = (struct disp_event){.kind = DISP_EV_ENDED,
+	                         .session_id = sess_id(e, si),
+	                         .gw = s->cust_gw,
+	                         .reason = why,
+	                         .rating = rating,
+	                         .complaint = complaint,
+	                         .by_agent = by_agent,
+	                         .customer = dstr(sc(e, s)->cid, sc(e, s)->cid_len),
+	                         .skill = skill_name(e, s->skill),
+	                         .opened_ms = s->opened_ms,
+	                         .question = dstr(disp_pool_ptr(&e->pool, sc(e, s)->question),
+	                                          sc(e, s)->question.len),
+	                         .text = notes};
 	if (ai != NIL)
 		ev.agent = dstr(e->agents[ai].id, e->agents[ai].id_len);
 	journal(e, &ev);
@@ -1376,7 +1531,7 @@ static void emit_queued(struct disp_engine *e, uint32_t si, uint32_t position, u
 	struct disp_out o = {.kind = DISP_OUT_QUEUED,
 	                     .gateway_id = s->cust_gw,
 	                     .session_id = sess_id(e, si),
-	                     .open_ref = s->open_ref,
+	                     .open_ref = sc(e, s)->open_ref,
 	                     .position = position,
 	                     .eta_ms = eta};
 
@@ -1425,10 +1580,11 @@ static void emit_assigned_agent(struct disp_engine *e, uint32_t si, uint64_t now
 		m->agent_id = dstr(who->id, who->id_len);
 	}
 	o.agent_id = dstr(a->id, a->id_len);
-	o.customer_id = dstr(s->cid, s->cid_len);
+	o.customer_id = dstr(sc(e, s)->cid, sc(e, s)->cid_len);
 	o.skill = skill_name(e, s->skill);
-	o.question = dstr(disp_pool_ptr(&e->pool, s->question), s->question.len);
-	o.bot_transcript = dstr(disp_pool_ptr(&e->pool, s->transcript), s->transcript.len);
+	o.question = dstr(disp_pool_ptr(&e->pool, sc(e, s)->question), sc(e, s)->question.len);
+	o.bot_transcript =
+	        dstr(disp_pool_ptr(&e->pool, sc(e, s)->transcript), sc(e, s)->transcript.len);
 	o.backlog = n ? e->scratch : NULL;
 	o.nb_backlog = n;
 	emit(e, &o);
@@ -1997,19 +2153,27 @@ static uint32_t or_default(uint32_t v, uint32_t def)
 
 static void *zalloc(struct disp_engine *e, size_t n, size_t size)
 {
-	void *p = calloc(n ? n : 1, size);
+	void *p;
 
+	n = n ? n : 1;
+	p = calloc(n, size);
 	if (p)
-		e->footprint += (n ? n : 1) * size;
+		e->footprint += n * size;
 	return p;
 }
 
 /* Zeroed, and aligned as struct agent wants (calloc gives 16). */
-static void *zalloc_agents(struct disp_engine *e, size_t n)
+/* size a multiple of align (so are the structs it is for), align a power of two */
+static void *zalloc_aligned(struct disp_engine *e, size_t n, size_t size, size_t align)
 {
-	size_t bytes = (n ? n : 1) * sizeof(struct agent);
-	void *p = aligned_alloc(_Alignof(struct agent), bytes);
+	size_t bytes;
+	void *p;
 
+	n = n ? n : 1;
+	if (n > SIZE_MAX / size)
+		return NULL;
+	bytes = n * size;
+	p = aligned_alloc(align, bytes);
 	if (p) {
 		memset(p, 0, bytes);
 		e->footprint += bytes;
@@ -2104,6 +2268,7 @@ static void engine_free(struct disp_engine *e)
 	free(e->scratch_si);
 	disp_pool_fini(&e->pool);
 	free(e->sessions);
+	free(e->scold);
 	free(e->agents);
 	free(e->agent_hash);
 	free(e->agent_skills);
@@ -2162,7 +2327,7 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 
 	err = ENOMEM;
 	hs = pow2_at_least(2 * e->max_agents);
-	e->agents = zalloc_agents(e, e->max_agents);
+	e->agents = zalloc_aligned(e, e->max_agents, sizeof(*e->agents), _Alignof(struct agent));
 	e->agent_hash = zalloc(e, hs, sizeof(*e->agent_hash));
 	e->agent_skills = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->agent_skills));
 	e->ask = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->ask));
@@ -2170,9 +2335,11 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 		goto out_free_engine;
 	e->agent_hash_mask = hs - 1;
 
-	e->sessions = zalloc(e, e->max_sessions, sizeof(*e->sessions));
+	e->sessions =
+	        zalloc_aligned(e, e->max_sessions, sizeof(*e->sessions), _Alignof(struct session));
+	e->scold = zalloc(e, e->max_sessions, sizeof(*e->scold));
 	e->scratch_si = zalloc(e, CAP_MAX, sizeof(*e->scratch_si));
-	if (!e->sessions || !e->scratch_si)
+	if (!e->sessions || !e->scold || !e->scratch_si)
 		goto out_free_engine;
 	e->f_head = e->f_tail = NIL;
 
@@ -2224,7 +2391,7 @@ int disp_session_serving(const struct disp_engine *e, uint64_t session_id, struc
 	a = &e->agents[s->agent];
 	if (!str_is(a->id, a->id_len, agent_id))
 		return -EPERM;
-	*customer = dstr(s->cid, s->cid_len);
+	*customer = dstr(sc(e, s)->cid, sc(e, s)->cid_len);
 	return 0;
 }
 
@@ -2339,16 +2506,41 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	return 0;
 }
 
-/* The agent named, if it exists and acts through this gateway. */
-static int agent_auth(struct disp_engine *e, uint32_t gw, struct disp_str id, uint64_t ref,
+/*
+ * The agent id names, looked for first as the agent (or last agent) of the
+ * session the request is about: its slot is loaded already, and an agent
+ * acting on a session is nearly always its own, so the hash table's line is
+ * spared. Agents are never removed nor renamed, so an id that matches there
+ * is the one agent_find would find.
+ */
+static uint32_t agent_find_near(const struct disp_engine *e, struct disp_str id,
+                                uint64_t session_id)
+{
+	uint32_t low = (uint32_t)session_id;
+
+	if (id.ptr && id.len && low != 0 && low <= e->s_bump) {
+		const struct session *s = &e->sessions[low - 1];
+		uint32_t ai = s->agent != NIL ? s->agent : s->last_agent;
+
+		if (ai < e->nb_agents && str_is(e->agents[ai].id, e->agents[ai].id_len, id)) {
+			agent_prefetch(e, ai);
+			return ai;
+		}
+	}
+	return agent_find(e, id);
+}
+
+/* The agent named, if it exists and acts through this gateway (session_id: 0 or the one
+ * the request is about). */
+static int agent_auth(struct disp_engine *e, uint32_t gw, struct disp_str id, uint64_t session_id,
                       uint32_t *ai)
 {
-	*ai = agent_find(e, id);
+	*ai = agent_find_near(e, id, session_id);
 	if (*ai == NIL)
-		return refuse(e, gw, DISP_ERR_UNKNOWN_AGENT, "unknown agent", ref);
+		return refuse(e, gw, DISP_ERR_UNKNOWN_AGENT, "unknown agent", session_id);
 	if (e->agents[*ai].gw != gw)
 		return refuse(e, gw, DISP_ERR_FORBIDDEN, "agent not logged in through this gateway",
-		              ref);
+		              session_id);
 	return 0;
 }
 
@@ -2569,10 +2761,10 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 	if (si == NIL)
 		goto out_busy;
 	s = &e->sessions[si];
-	if (disp_pool_put(&e->pool, req->question.ptr, req->question.len, &s->question) < 0)
+	if (disp_pool_put(&e->pool, req->question.ptr, req->question.len, &sc(e, s)->question) < 0)
 		goto out_free_slot;
 	if (disp_pool_put(&e->pool, req->bot_transcript.ptr, req->bot_transcript.len,
-	                  &s->transcript) < 0)
+	                  &sc(e, s)->transcript) < 0)
 		goto out_free_question;
 
 	s->state = SESS_QUEUED; /* in the ring: not linked yet */
@@ -2585,15 +2777,16 @@ int disp_session_open(struct disp_engine *e, uint32_t gw, const struct disp_open
 	s->agent = NIL;
 	s->last_agent = NIL;
 	s->prev = s->next = NIL;
-	s->open_ref = req->open_ref;
+	s->held = sc(e, s)->question.len || sc(e, s)->transcript.len;
+	sc(e, s)->open_ref = req->open_ref;
 	s->opened_ms = now_ms;
 	s->enq_ms = now_ms;
 	s->assign_ms = s->unans_ms = s->hold_ms = 0;
 	s->channel = req->channel;
 	s->bl_head = s->bl_tail = NIL;
 	s->bl_count = 0;
-	memcpy(s->cid, req->customer_id.ptr, req->customer_id.len);
-	s->cid_len = (uint8_t)req->customer_id.len;
+	memcpy(sc(e, s)->cid, req->customer_id.ptr, req->customer_id.len);
+	sc(e, s)->cid_len = (uint8_t)req->customer_id.len;
 	e->st.sessions_opened++;
 	e->st.sessions_open++;
 	k->fig.offered++;
@@ -2629,7 +2822,7 @@ out_counted:
 	return 0;
 
 out_free_question:
-	disp_pool_free(&e->pool, &s->question);
+	disp_pool_free(&e->pool, &sc(e, s)->question);
 out_free_slot:
 	/* Never handed out: back at the front, its generation unchanged. */
 	s->state = SESS_FREE;
@@ -2877,7 +3070,7 @@ static void journal_notes(struct disp_engine *e, const struct session *s, uint64
 
 	if (!e->journal)
 		return;
-	ev.customer = dstr(s->cid, s->cid_len);
+	ev.customer = dstr(sc(e, s)->cid, sc(e, s)->cid_len);
 	ev.agent = dstr(e->agents[ai].id, e->agents[ai].id_len);
 	journal(e, &ev);
 }
@@ -3110,7 +3303,10 @@ static int slot_claim(struct disp_engine *e, uint32_t si)
 	}
 	if (e->sessions[si].state != SESS_FREE)
 		return -EINVAL;
-	sl_remove(e->sessions, &e->f_head, &e->f_tail, si);
+	if (si == e->f_head)
+		free_pop(e);
+	else
+		sl_remove(e->sessions, &e->f_head, &e->f_tail, si);
 	return 0;
 }
 
@@ -3155,7 +3351,7 @@ static int restore_one(struct disp_engine *e, const struct disp_restore *r, uint
 	if (rc)
 		return rc;
 	s = &e->sessions[si];
-	if (disp_pool_put(&e->pool, r->question.ptr, r->question.len, &s->question) < 0) {
+	if (disp_pool_put(&e->pool, r->question.ptr, r->question.len, &sc(e, s)->question) < 0) {
 		sl_push_front(e->sessions, &e->f_head, &e->f_tail, si);
 		return -ENOSPC;
 	}
@@ -3168,16 +3364,17 @@ static int restore_one(struct disp_engine *e, const struct disp_restore *r, uint
 	s->cust_gw = r->customer_gw;
 	s->agent = s->last_agent = NIL;
 	s->prev = s->next = NIL;
-	s->open_ref = r->open_ref;
+	sc(e, s)->open_ref = r->open_ref;
 	s->opened_ms = r->opened_ms;
 	s->enq_ms = r->waiting_since_ms ? r->waiting_since_ms : r->opened_ms;
 	s->assign_ms = s->unans_ms = s->hold_ms = 0;
 	s->channel = r->channel;
-	s->transcript = (struct disp_text){0};
+	sc(e, s)->transcript = (struct disp_text){0};
+	s->held = sc(e, s)->question.len != 0;
 	s->bl_head = s->bl_tail = NIL;
 	s->bl_count = 0;
-	memcpy(s->cid, r->customer_id.ptr, r->customer_id.len);
-	s->cid_len = (uint8_t)r->customer_id.len;
+	memcpy(sc(e, s)->cid, r->customer_id.ptr, r->customer_id.len);
+	sc(e, s)->cid_len = (uint8_t)r->customer_id.len;
 	for (uint32_t i = 0; i < r->nb_backlog; i++) {
 		const struct disp_msg *m = &r->backlog[i];
 
@@ -3477,7 +3674,8 @@ int disp_check_invariants(const struct disp_engine *e)
 		uint32_t n = 0;
 
 		if (s->state == SESS_FREE) {
-			CHECK(s->question.len == 0 && s->transcript.len == 0 && s->bl_count == 0);
+			CHECK(!s->held && sc(e, s)->question.len == 0 &&
+			      sc(e, s)->transcript.len == 0 && s->bl_count == 0);
 			continue;
 		}
 		if (s->state == SESS_QUEUED)
@@ -3489,7 +3687,8 @@ int disp_check_invariants(const struct disp_engine *e)
 		CHECK(s->skill < S);
 		if (s->state == SESS_WRAPUP)
 			CHECK(disp_timer_pending(&s->timer));
-		blocks += (s->question.len != 0) + (s->transcript.len != 0);
+		blocks += (sc(e, s)->question.len != 0) + (sc(e, s)->transcript.len != 0);
+		CHECK(s->held == (sc(e, s)->question.len || sc(e, s)->transcript.len));
 		CHECK(s->bl_count <= e->backlog_max);
 		for (uint32_t x = s->bl_head; x != NIL; x = e->entries[x].next) {
 			const struct bl_entry *en = &e->entries[x];
