@@ -77,6 +77,15 @@
 
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
 #define CACHE_LINE 64
 #define IO_ALIGN   4096u
 
@@ -1758,6 +1767,17 @@ static void *store_main(void *arg)
 			}
 			if (!batch_inflight(s) && s->b[s->fill].nrec) {
 				hold = commit_hold(s);
+				/*
+				 * Held: the answers to the acks come within
+				 * microseconds, and a sleep and a wake-up each would
+				 * cost more than the wait. Poll the rings for them,
+				 * for at most the delay.
+				 */
+				while (hold && mono_ns() < hold && !is_ro(s)) {
+					cpu_relax();
+					drain(s);
+					hold = commit_hold(s);
+				}
 				if (!hold) {
 					submit_batch(s);
 					did = true;
