@@ -371,6 +371,17 @@ with open(md, "w") as f:
         f.write("\nEvery acknowledgement waits for at least one fdatasync: the p99 of a lone "
                 "write + fdatasync on this disk (%s us, the 1-thread row) is the floor under the "
                 "store's ack p99 here.\n" % us(s["fsync_1"]["p99_ns"]))
+        if "surge_open_freezes" in s:
+            f.write("\nDuring the open loop a thread sleeping 1 ms at a time woke more than 5 ms "
+                    "late %d times, %.0f ms in all (%.1f%% of the run). Nothing in the guest "
+                    "delays it that long: on this VM the host stops both vCPUs for 10-15 ms "
+                    "every 100 ms once the guest's CPU use and its disk I/O together pass the "
+                    "VM's share (a spinning clock-reading loop alone on a vCPU sees the same "
+                    "gaps; docs/development.md). Every acknowledgement due in such a window is "
+                    "late by it, so while they happen the ack p99 is the length of a stop, "
+                    "whatever the store does.\n" % (
+                        s["surge_open_freezes"], s["surge_open_frozen_ms"],
+                        100.0 * s["surge_open_frozen_ms"] / 1000.0 / (o["records"] / s["open_rate"])))
         f.write("\nIn a closed loop every system's rate is bounded by clients / latency: with one "
                 "record outstanding per client, the %d clients' records can at best share one "
                 "fdatasync, so the closed-loop figures compare the cost each adds around the "
