@@ -269,6 +269,15 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	uint32_t nb_erased, cap_erased;
 	uint32_t nb_scrub; /* the first nb_scrub precede the checkpoint being written */
 
+	/* Scrubbing reads the whole retained log: on a thread of its own
+	 * ("surge-scrub"), so that appends go on meanwhile. */
+	pthread_t scrub_thread;
+	bool scrub_running;           /* started and not yet reaped (store thread) */
+	_Atomic bool scrub_finished;  /* set by the scrub thread when done */
+	int scrub_result;             /* records scrubbed or a negative errno */
+	struct store_str *scrub_list; /* erased[0..nb_scrub) as it was: the array may move */
+	uint64_t scrub_below;
+
 	/* Segment preparation thread (zero-fills the next file). */
 	pthread_t prep_thread;
 	bool prep_started;
@@ -934,7 +943,8 @@ static void retention(struct store *s)
 	uint64_t now = wall_ms(), b = s->durable_ckpt_lsn;
 	uint32_t i = 0, deleted = 0;
 
-	if (!b || s->state_broken)
+	/* A scrub is reading the segments retention would delete. */
+	if (!b || s->state_broken || s->scrub_running)
 		return;
 	while (i + 1 < s->nb_segs) {
 		struct seg_info *g = &s->segs[i];
@@ -1314,7 +1324,7 @@ static bool ckpt_due(const struct store *s)
 	/* One at a time: the erasures a checkpoint scrubs are those before it. */
 	if (s->state_broken || s->ckpt_running || s->ckpt_unsynced)
 		return false;
-	if (s->nb_erased > s->nb_scrub)
+	if (s->nb_erased > s->nb_scrub && !s->scrub_running)
 		return true;
 	return s->bytes_since_ckpt > s->checkpoint_bytes &&
 	       s->bytes_since_ckpt > 2 * s->last_ckpt_bytes;
@@ -1623,7 +1633,9 @@ static void checkpoint(struct store *s)
 	s->ckpt_running = true;
 	s->ckpt_bytes = 0;
 	s->ckpt_lsn = 0;
-	s->nb_scrub = s->nb_erased;
+	/* While a scrub runs, erasures since wait for the checkpoint after this one. */
+	if (!s->scrub_running)
+		s->nb_scrub = s->nb_erased;
 	ret = store_state_checkpoint(s->state, wall_ms(), ckpt_event, s);
 	s->ckpt_running = false;
 	defer_apply(s);
@@ -1631,7 +1643,8 @@ static void checkpoint(struct store *s)
 		if (!is_ro(s))
 			slog(s, 1, "checkpoint at lsn %" PRIu64 " failed: %s", s->ckpt_lsn,
 			     strerror(-ret));
-		s->nb_scrub = 0;
+		if (!s->scrub_running)
+			s->nb_scrub = 0;
 		return;
 	}
 	s->last_ckpt_bytes = s->ckpt_bytes;
@@ -1649,27 +1662,75 @@ static void rotate_checkpoint(struct store *s)
 		checkpoint(s);
 }
 
+static void *scrub_main(void *arg)
+{
+	struct store *s = arg;
+	struct store_aead *a = NULL;
+	int n = -ENOMEM;
+
+	/* The store thread's cipher context is not shareable. */
+	if (!s->keyed || (a = store_aead_create(s->key)) != NULL)
+		n = store_scrub(s->dir, a, s->scrub_below, s->scrub_list, s->nb_scrub);
+	store_aead_destroy(a);
+	s->scrub_result = n;
+	atomic_store_explicit(&s->scrub_finished, true, memory_order_release);
+	wake(s);
+	return NULL;
+}
+
+/* The scrub of erased[0..nb_scrub) ended with n (records, or a negative errno). */
+static void scrub_done(struct store *s, int n)
+{
+	if (n < 0) {
+		/* Kept for the next checkpoint: scrubbing again is harmless. */
+		slog(s, 0, "scrubbing %u erased customers failed: %s", s->nb_scrub, strerror(-n));
+	} else {
+		cnt_add(&s->cnt.erased, s->nb_scrub);
+		for (uint32_t i = 0; i < s->nb_scrub; i++)
+			free((char *)s->erased[i].ptr);
+		memmove(s->erased, s->erased + s->nb_scrub,
+		        (s->nb_erased - s->nb_scrub) * sizeof(*s->erased));
+		s->nb_erased -= s->nb_scrub;
+		slog(s, 2, "scrubbed %d records of %u erased customers", n, s->nb_scrub);
+	}
+	s->nb_scrub = 0;
+}
+
+/* A scrub thread that has finished: account for it, then apply retention. */
+static void scrub_reap(struct store *s)
+{
+	if (!s->scrub_running || !atomic_load_explicit(&s->scrub_finished, memory_order_acquire))
+		return;
+	pthread_join(s->scrub_thread, NULL);
+	s->scrub_running = false;
+	free(s->scrub_list);
+	s->scrub_list = NULL;
+	scrub_done(s, s->scrub_result);
+	retention(s);
+}
+
 /* A checkpoint is durable: scrub the customers erased before it, apply retention. */
 static void after_checkpoint(struct store *s)
 {
 	s->ckpt_done = false;
-	if (s->nb_scrub) {
-		int n = store_scrub(s->dir, s->aead, s->durable_ckpt_lsn, s->erased, s->nb_scrub);
-
-		if (n < 0) {
-			/* Kept for the next checkpoint: scrubbing again is harmless. */
-			slog(s, 0, "scrubbing %u erased customers failed: %s", s->nb_scrub,
-			     strerror(-n));
-		} else {
-			cnt_add(&s->cnt.erased, s->nb_scrub);
-			for (uint32_t i = 0; i < s->nb_scrub; i++)
-				free((char *)s->erased[i].ptr);
-			memmove(s->erased, s->erased + s->nb_scrub,
-			        (s->nb_erased - s->nb_scrub) * sizeof(*s->erased));
-			s->nb_erased -= s->nb_scrub;
-			slog(s, 2, "scrubbed %d records of %u erased customers", n, s->nb_scrub);
+	if (s->nb_scrub && !s->scrub_running) {
+		s->scrub_list = malloc(s->nb_scrub * sizeof(*s->scrub_list));
+		if (s->scrub_list) {
+			memcpy(s->scrub_list, s->erased, s->nb_scrub * sizeof(*s->scrub_list));
+			s->scrub_below = s->durable_ckpt_lsn;
+			atomic_store_explicit(&s->scrub_finished, false, memory_order_relaxed);
+			s->scrub_running = true;
+			if (pthread_create(&s->scrub_thread, NULL, scrub_main, s) == 0) {
+				pthread_setname_np(s->scrub_thread, "surge-scrub");
+				return; /* retention once it is done */
+			}
+			s->scrub_running = false;
+			free(s->scrub_list);
+			s->scrub_list = NULL;
 		}
-		s->nb_scrub = 0;
+		/* No thread: here, then, holding up the appends meanwhile. */
+		scrub_done(s, store_scrub(s->dir, s->aead, s->durable_ckpt_lsn, s->erased,
+		                          s->nb_scrub));
 	}
 	retention(s);
 }
@@ -1730,7 +1791,7 @@ static void store_wait(struct store *s, uint64_t next_tick)
 /* Everything taken, written and synced (or the store failed): the thread may end. */
 static bool finished(struct store *s)
 {
-	if (batch_inflight(s) || s->tick_inflight)
+	if (batch_inflight(s) || s->tick_inflight || s->scrub_running)
 		return false;
 	if (is_ro(s))
 		return true;
@@ -1755,6 +1816,7 @@ static void *store_main(void *arg)
 		bool did = false;
 
 		reap(s);
+		scrub_reap(s);
 		if (s->ckpt_done)
 			after_checkpoint(s);
 		if (!is_ro(s)) {
