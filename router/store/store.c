@@ -58,6 +58,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -76,15 +77,6 @@
 #include "store_pvt.h"
 
 #define unlikely(x) __builtin_expect(!!(x), 0)
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ volatile("yield");
-#endif
-}
 
 #define CACHE_LINE 64
 #define IO_ALIGN   4096u
@@ -114,6 +106,7 @@ static inline void cpu_relax(void)
 #define INFLIGHT_POLL_NS  200000ull    /* look at the rings while a batch is written */
 #define IDLE_MAX_NS       100000000ull /* longest sleep without a reason to wake */
 #define PREP_NAME         "prep.tmp"   /* the next segment, zero-filled ahead of need */
+#define QUICK_NAME        "quick.tmp"  /* a segment wanted before prep.tmp was ready */
 #define ZERO_CHUNK        (256u << 10)
 #define DEFER_MAX         (256u << 20) /* records taken during a checkpoint, applied after it */
 #define ZERO_PAUSE_MAX_NS 20000000ull  /* 64 MiB in about 5 s when the log is idle */
@@ -916,7 +909,59 @@ static int prep_take(struct store *s)
 	atomic_store_explicit(&s->prep_hurry, false, memory_order_relaxed);
 	s->prep_fd = -1;
 	s->prep_err = 0;
+	/* Not before the taker has renamed it: a new one would truncate it (PREP_NAME). */
+	s->prep_want = false;
 	pthread_mutex_unlock(&s->prep_mu);
+	return fd;
+}
+
+/*
+ * The prepared file if it is ready (*fd), 0 if it is not yet, or a negative
+ * errno from preparing it.
+ */
+static int prep_take_ready(struct store *s, int *fd)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->prep_mu);
+	if (s->prep_fd >= 0 || s->prep_err) {
+		ret = s->prep_fd >= 0 ? 1 : s->prep_err;
+		*fd = s->prep_fd;
+		s->prep_fd = -1;
+		s->prep_err = 0;
+		/* Not before we have renamed it: a new one would truncate it (PREP_NAME). */
+		s->prep_want = false;
+	}
+	pthread_mutex_unlock(&s->prep_mu);
+	return ret;
+}
+
+/*
+ * A segment at once, allocated (fallocate) rather than zero-filled, for a
+ * rotation that comes before the zero-fill is done: while a large checkpoint
+ * writes at the disk's full speed the zero-fill cannot keep up, and waiting
+ * for it (80-120 ms a segment measured) held every append up. Its fdatasyncs
+ * also commit the conversion of the extents written (slower, docs/store.md),
+ * only for this one segment. fd, or -EOPNOTSUPP where fallocate is not
+ * available (then the zero-fill is waited for), or another negative errno.
+ */
+static int quick_file(struct store *s)
+{
+	const int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
+	bool direct = !(s->fault && s->fault->buffered);
+	int fd, ret;
+
+	fd = direct ? openat(s->dirfd, QUICK_NAME, flags | O_DIRECT, 0644) : -1;
+	if (!direct || (fd < 0 && errno == EINVAL))
+		fd = openat(s->dirfd, QUICK_NAME, flags, 0644);
+	if (fd < 0)
+		return -errno;
+	if (fallocate(fd, 0, 0, (off_t)s->segment_bytes) < 0) {
+		ret = errno == EOPNOTSUPP ? -EOPNOTSUPP : -errno;
+		close(fd);
+		unlinkat(s->dirfd, QUICK_NAME, 0);
+		return ret;
+	}
 	return fd;
 }
 
@@ -983,7 +1028,9 @@ static int rotate(struct store *s, bool ckpt)
 	uint8_t *hdr = s->hdr_blk;
 	struct store_seg_hdr h;
 	char name[32];
-	int fd, old = s->cur_fd, ret;
+	const char *tmp = PREP_NAME;
+	bool quick = false;
+	int fd = -1, old = s->cur_fd, ret;
 	uint64_t t0 = mono_ns();
 
 	if (old >= 0 && !s->seg_synced) {
@@ -995,7 +1042,17 @@ static int rotate(struct store *s, bool ckpt)
 		if (ret)
 			return ret;
 	}
-	fd = prep_take(s);
+	ret = prep_take_ready(s, &fd);
+	if (ret == 0) {
+		fd = quick_file(s);
+		quick = fd >= 0;
+		if (quick)
+			tmp = QUICK_NAME;
+		else if (fd == -EOPNOTSUPP)
+			fd = prep_take(s);
+	} else if (ret < 0) {
+		fd = ret;
+	}
 	if (fd < 0) {
 		store_fail(s, fd, false, "preparing a segment");
 		return fd;
@@ -1020,7 +1077,7 @@ static int rotate(struct store *s, bool ckpt)
 		store_fail(s, ret, false, "writing a segment header");
 		goto out_close;
 	}
-	if (fdatasync(fd) < 0 || renameat(s->dirfd, PREP_NAME, s->dirfd, name) < 0 ||
+	if (fdatasync(fd) < 0 || renameat(s->dirfd, tmp, s->dirfd, name) < 0 ||
 	    fsync(s->dirfd) < 0) {
 		ret = -errno;
 		store_fail(s, ret, true, "creating a segment");
@@ -1040,13 +1097,13 @@ static int rotate(struct store *s, bool ckpt)
 	cnt_add(&s->cnt.segments_created, 1);
 	prep_request(s);
 	retention(s);
-	slog(s, 3, "segment %s started%s in %.2f ms", name, ckpt ? " with a checkpoint" : "",
-	     (double)(mono_ns() - t0) / 1e6);
+	slog(s, 3, "segment %s started%s%s in %.2f ms", name, ckpt ? " with a checkpoint" : "",
+	     quick ? " (allocated: the zero-fill was behind)" : "", (double)(mono_ns() - t0) / 1e6);
 	return 0;
 
 out_close:
 	close(fd);
-	unlinkat(s->dirfd, PREP_NAME, 0);
+	unlinkat(s->dirfd, tmp, 0);
 	return ret;
 }
 
@@ -1833,10 +1890,11 @@ static void *store_main(void *arg)
 				 * Held: the answers to the acks come within
 				 * microseconds, and a sleep and a wake-up each would
 				 * cost more than the wait. Poll the rings for them,
-				 * for at most the delay.
+				 * for at most the delay, yielding the core: on a
+				 * busy machine the answering thread may need it.
 				 */
 				while (hold && mono_ns() < hold && !is_ro(s)) {
-					cpu_relax();
+					sched_yield();
 					drain(s);
 					hold = commit_hold(s);
 				}
@@ -2095,7 +2153,8 @@ struct store *store_open(const struct store_conf *conf, struct store_recovery *r
 	ret = seg_list_load(s);
 	if (ret)
 		goto out_free;
-	if (unlinkat(s->dirfd, PREP_NAME, 0) < 0 && errno != ENOENT) {
+	if ((unlinkat(s->dirfd, PREP_NAME, 0) < 0 && errno != ENOENT) ||
+	    (unlinkat(s->dirfd, QUICK_NAME, 0) < 0 && errno != ENOENT)) {
 		ret = -errno;
 		goto out_free;
 	}
