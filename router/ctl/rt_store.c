@@ -373,17 +373,24 @@ static int rt_restore_cmp(const void *a, const void *b)
 	return 0;
 }
 
+struct rt_agent_restore {
+	struct rt_router *rt;
+	uint32_t refused; /* figures not understood, or max_agents reached */
+};
+
 static void rt_restore_agent(void *ctx, struct store_str agent, struct store_str figures,
                              uint64_t ts_ms)
 {
-	struct rt_router *rt = ctx;
+	struct rt_agent_restore *ar = ctx;
 	struct disp_agent_figures f;
 
 	(void)ts_ms;
 	if (disp_agent_figures_unpack((const uint8_t *)figures.ptr, figures.len, &f) < 0 ||
-	    disp_restore_agent(rt->disp, dstr_of(agent), &f, rt->now_ms) < 0)
+	    disp_restore_agent(ar->rt->disp, dstr_of(agent), &f, ar->rt->now_ms) < 0) {
+		ar->refused++;
 		return;
-	rt->store_restored_agents++;
+	}
+	ar->rt->store_restored_agents++;
 }
 
 static int rt_restore(struct rt_router *rt, const struct store_state *st)
@@ -416,7 +423,16 @@ static int rt_restore(struct rt_router *rt, const struct store_state *st)
 			refused++;
 	rt->store_restored = l.n - refused;
 	/* After the sessions: their agents keep the places those gave them. */
-	store_state_agents(st, rt_restore_agent, rt);
+	{
+		struct rt_agent_restore ar = {.rt = rt};
+
+		store_state_agents(st, rt_restore_agent, &ar);
+		if (ar.refused)
+			fprintf(stderr,
+			        "surge-router: the figures of %u agents could not be restored "
+			        "(not understood, or more agents than limits.max_agents)\n",
+			        ar.refused);
+	}
 	if (refused)
 		fprintf(stderr,
 		        "surge-router: %u recovered sessions could not be restored (skill gone "
