@@ -173,40 +173,72 @@ struct inflow {
 };
 
 /*
- * An agent: what every request of or for it touches comes first, with the
- * time counters its requests bump (they would otherwise sit in lines of fig
- * of their own); then the id, then the rest of the figures.
+ * An agent, in two arrays of the same index. struct agent is what requests
+ * of or for it touch, four aligned lines: the id (a lookup compares it),
+ * then what every request reads or changes, then what an assignment or a
+ * close changes, then the low bytes of the counters a session's end bumps.
+ * struct agent_cold is the figures and what only state changes, alerts and
+ * figure reads touch. At 100k agents every agent line a request touches is
+ * a cache miss; the four are loaded together (agent_prefetch).
  */
+/*
+ * Counters every session's end bumps in one of a dozen places (the
+ * histograms' buckets, ratings): each a line of its own in struct
+ * agent_cold, a cache miss per bump at 100k agents. Their low 8 bits live
+ * in struct agent's last line instead; the cold u64 takes 256 when one
+ * wraps, so a cold line is written once per 256 bumps of the same counter.
+ */
+enum {
+	TALLY_FIRST_RESPONSE = 0,
+	TALLY_HANDLING = TALLY_FIRST_RESPONSE + DISP_HIST_BUCKETS,
+	TALLY_RATINGS = TALLY_HANDLING + DISP_HIST_BUCKETS,
+	TALLY_COMPLAINTS = TALLY_RATINGS + 4,
+	TALLY_N,
+};
+
 struct agent {
-	/* A lookup reads the id, then the hot fields: two adjacent lines of one
-	 * 128-byte pair, which the hardware fetches together. */
 	_Alignas(128) char id[DISP_NAME_MAX];
-	uint32_t id_len;
+	/* line 1 */
 	uint32_t gw;
-	enum disp_agent_state state;
 	uint32_t cap;         /* max sessions at once */
 	uint32_t load;        /* sessions in hand now (assigned or in wrap-up) */
 	uint32_t shrink_load; /* load when a new login set cap below it, until it drains */
 	uint32_t s_head, s_tail;
-	uint32_t nb_skills; /* its skills are agent_skills[slot * nb_skills ...] */
-	bool listed;        /* in its skills' heaps */
+	uint16_t nb_skills;   /* its skills are agent_skills[slot * nb_skills ...] */
+	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
+	uint8_t state;        /* enum disp_agent_state */
+	uint8_t id_len;
+	bool listed; /* in its skills' heaps */
 	bool idle_alerted, break_alerted;
 	bool restored;        /* held sessions at a restart and has not logged in since:
 	                         its hb_timer is the deadline to come back */
-	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
+	bool hb_armed;        /* its hb_timer is pending: agent_touch need not read the cold line */
 	uint64_t idle_since;  /* load last went to 0, or login */
 	uint64_t load_since;  /* load last changed, or became eligible */
-	uint64_t idle_clock;  /* start of the IDLE_NO_INFLOW episode */
-	uint64_t acct_since;  /* time accounted up to */
-	uint64_t assigned_today;
-	/* fig's time counters and agent_closed live here; the getter puts them in fig */
-	uint64_t online_ms, serving_ms, ready_idle_ms, break_ms;
-	uint64_t agent_closed;
-	uint64_t break_since; /* break granted */
 	uint64_t hb_deadline; /* silent until then: DISCONNECTED */
-	struct disp_timer hb_timer;
+	/* line 2 */
+	uint64_t idle_clock;     /* start of the IDLE_NO_INFLOW episode */
+	uint64_t assigned_today; /* fig.assigned = agent_cold.assigned_before + this */
+	uint64_t served;         /* fig.served */
+	uint64_t agent_closed;   /* fig.agent_closed */
 	struct disp_timer st_timer;
-	struct disp_agent_figures fig; /* the other counters; gauges filled by the getter */
+	/* line 3: the low byte of the counters sessions' ends bump (see tally_bump) */
+	uint8_t tally[TALLY_N];
+};
+
+_Static_assert(sizeof(struct agent) == 256, "four lines, two aligned pairs");
+_Static_assert(DISP_NAME_MAX <= 256 && SKILLS_MAX <= UINT16_MAX, "id_len and nb_skills fit");
+
+struct agent_cold {
+	/* The counters, except assigned, served and agent_closed (in struct
+	 * agent). online_ms .. break_ms are accounted up to acct_since, and only
+	 * when what they count changes (state, load from or to 0): between,
+	 * the time goes to the same counter anyway. Gauges: the getter. */
+	struct disp_agent_figures fig;
+	uint64_t acct_since;
+	uint64_t assigned_before; /* assignments before the current shift's */
+	uint64_t break_since;     /* break granted */
+	struct disp_timer hb_timer;
 };
 
 /* Agent a's place in skill s: ask[a * nb_skills + s]. */
@@ -304,6 +336,7 @@ struct disp_engine {
 	atomic_uint ring_hint; /* pushes not drained yet */
 
 	struct agent *agents;
+	struct agent_cold *acold; /* the agents' figures and rare fields, same index */
 	uint32_t nb_agents;
 	uint32_t *agent_hash; /* agent slot + 1, 0 = empty */
 	uint32_t agent_hash_mask;
@@ -500,15 +533,15 @@ static uint32_t skill_find(const struct disp_engine *e, struct disp_str name)
 }
 
 /*
- * Start loading the lines of an agent a request will touch (id, state,
- * clocks, timers, the figures' first counters) at once rather than one after
- * the other; the histograms are loaded apart, by bucket, when known.
+ * Start loading the lines of an agent a request will touch (struct agent's
+ * three) at once rather than one after the other; the histograms, in the
+ * cold array, are loaded apart, by bucket, when known.
  */
 static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 {
 	const char *p = (const char *)&e->agents[ai];
 
-	for (uint32_t off = 0; off <= offsetof(struct agent, fig.served); off += 64)
+	for (uint32_t off = 0; off < sizeof(struct agent); off += 64)
 		__builtin_prefetch(p + off);
 }
 
@@ -517,6 +550,29 @@ static void agent_prefetch_all(const struct disp_engine *e, uint32_t ai)
 {
 	agent_prefetch(e, ai);
 	__builtin_prefetch(&e->ask[(size_t)ai * e->nb_skills], 1);
+}
+
+static struct agent_cold *ac(const struct disp_engine *e, uint32_t ai)
+{
+	return &e->acold[ai];
+}
+
+/* Where counter i of struct agent's tally adds up (its bits above the low 8). */
+static uint64_t *tally_cold(struct agent_cold *c, unsigned i)
+{
+	if (i < TALLY_HANDLING)
+		return &c->fig.first_response_ms[i - TALLY_FIRST_RESPONSE];
+	if (i < TALLY_RATINGS)
+		return &c->fig.handling_ms[i - TALLY_HANDLING];
+	if (i < TALLY_COMPLAINTS)
+		return &c->fig.ratings[i - TALLY_RATINGS];
+	return &c->fig.complaints;
+}
+
+static void tally_bump(struct disp_engine *e, uint32_t ai, unsigned i)
+{
+	if (++e->agents[ai].tally[i] == 0)
+		*tally_cold(ac(e, ai), i) += 256;
 }
 
 static uint32_t agent_find(const struct disp_engine *e, struct disp_str id)
@@ -611,38 +667,24 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
                                bool first)
 {
 	const struct session *s = &e->sessions[si];
-	const struct agent *a;
-	uint64_t t;
-
 	if (s->gen != (uint32_t)(r->session_id >> 32) ||
 	    (s->state != SESS_ASSIGNED && s->state != SESS_WRAPUP) || s->agent >= e->nb_agents)
 		return;
 	if (first)
 		agent_prefetch_all(e, s->agent);
-	a = &e->agents[s->agent];
 	switch (r->kind) {
 	case DISP_REQ_CUSTOMER_MESSAGE:
 		if (s->bl_tail != NIL)
 			__builtin_prefetch(&e->entries[s->bl_tail], 1);
 		break;
-	case DISP_REQ_AGENT_MESSAGE:
-		/* The first reply counts in the agent's histogram, beyond the hot lines. */
-		if (!(s->flags & SF_REPLIED)) {
-			t = since(e->now, s->assign_ms);
-			__builtin_prefetch(&a->fig.first_response_ms[hist_bucket(t)], 1);
-		}
-		break;
 	case DISP_REQ_AGENT_CLOSE:
 	case DISP_REQ_SESSION_END:
 	case DISP_REQ_TRANSFER:
-		/* Leaving the agent's list writes both neighbours; the figures count it. */
+		/* Leaving the agent's list writes both neighbours. */
 		if (s->prev != NIL)
 			__builtin_prefetch(&e->sessions[s->prev].next, 1);
 		if (s->next != NIL)
 			__builtin_prefetch(&e->sessions[s->next].prev, 1);
-		t = since(e->now, s->assign_ms);
-		__builtin_prefetch(&a->fig.handling_ms[hist_bucket(t)], 1);
-		__builtin_prefetch(&a->fig.served, 1);
 		if (s->held)
 			__builtin_prefetch(&e->scold[si].question, 1);
 		if (s->bl_head != NIL)
@@ -1136,24 +1178,28 @@ static uint32_t best_agent(struct disp_engine *e, uint32_t s)
 
 /* ---- agents: time accounting, group gauges, state ------------------------ */
 
-/* Add the time since the last call to the figures of the agent's current activity. */
-static void acct(struct agent *a, uint64_t now)
+/*
+ * Add the time since the last call to the figures of the agent's current
+ * activity. Called before the activity changes (state, load from or to 0),
+ * not on every change of load: that would read the cold line each time.
+ */
+static void acct(const struct agent *a, struct agent_cold *c, uint64_t now)
 {
 	uint64_t d;
 
-	if (now <= a->acct_since)
+	if (now <= c->acct_since)
 		return;
-	d = now - a->acct_since;
-	a->acct_since = now;
+	d = now - c->acct_since;
+	c->acct_since = now;
 	if (!agent_online(a->state))
 		return;
-	a->online_ms += d;
+	c->fig.online_ms += d;
 	if (a->load > 0)
-		a->serving_ms += d;
+		c->fig.serving_ms += d;
 	else if (a->state == DISP_AGENT_READY)
-		a->ready_idle_ms += d;
+		c->fig.ready_idle_ms += d;
 	else if (a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK)
-		a->break_ms += d;
+		c->fig.break_ms += d;
 }
 
 /* Add (sign +1) or take away (-1) the agent from its groups' gauges. */
@@ -1191,7 +1237,7 @@ static void emit_sla(struct disp_engine *e, enum disp_sla_kind kind, uint32_t gw
 
 	if (ai != NIL) {
 		o.agent_id = dstr(e->agents[ai].id, e->agents[ai].id_len);
-		e->agents[ai].fig.sla_alerts[kind]++;
+		ac(e, ai)->fig.sla_alerts[kind]++;
 	}
 	if (s != NIL) {
 		o.skill = skill_name(e, s);
@@ -1243,7 +1289,7 @@ static uint64_t agent_clock(struct disp_engine *e, uint32_t ai)
 	}
 	if (lim == UINT64_MAX)
 		lim = brk ? DEF_BREAK_MAX_MS : DEF_IDLE_ALERT_MS;
-	return (brk ? a->break_since : a->idle_clock) + lim;
+	return (brk ? ac(e, ai)->break_since : a->idle_clock) + lim;
 }
 
 /*
@@ -1285,7 +1331,7 @@ static void agent_set_state(struct disp_engine *e, uint32_t ai, enum disp_agent_
 	bool was_brk = a->state == DISP_AGENT_BREAK_REQUESTED || a->state == DISP_AGENT_ON_BREAK;
 	bool brk = st == DISP_AGENT_BREAK_REQUESTED || st == DISP_AGENT_ON_BREAK;
 
-	acct(a, now);
+	acct(a, ac(e, ai), now);
 	agent_count(e, ai, -1);
 	if (st == DISP_AGENT_READY && a->state != DISP_AGENT_READY) {
 		a->idle_clock = now;
@@ -1294,10 +1340,10 @@ static void agent_set_state(struct disp_engine *e, uint32_t ai, enum disp_agent_
 			a->idle_since = now;
 	}
 	if (brk && !was_brk) {
-		a->break_since = now;
+		ac(e, ai)->break_since = now;
 		a->break_alerted = false;
 	}
-	a->state = st;
+	a->state = (uint8_t)st;
 	agent_count(e, ai, +1);
 	if (e->journal) {
 		struct disp_event ev = {.kind = DISP_EV_AGENT_STATE,
@@ -1307,10 +1353,19 @@ static void agent_set_state(struct disp_engine *e, uint32_t ai, enum disp_agent_
 
 		journal(e, &ev);
 	}
-	if (!agent_online(st))
-		disp_wheel_cancel(&e->wheel, &a->hb_timer);
+	if (!agent_online(st)) {
+		disp_wheel_cancel(&e->wheel, &ac(e, ai)->hb_timer);
+		a->hb_armed = false;
+	}
 	agent_relist(e, ai, now);
 	agent_arm_clock(e, ai, now);
+}
+
+/* The heartbeat timer, set for the deadline; hb_armed mirrors it in the hot line. */
+static void hb_arm(struct disp_engine *e, uint32_t ai)
+{
+	disp_wheel_add(&e->wheel, &ac(e, ai)->hb_timer, e->agents[ai].hb_deadline);
+	e->agents[ai].hb_armed = true;
 }
 
 /*
@@ -1325,8 +1380,8 @@ static void agent_touch(struct disp_engine *e, uint32_t ai, uint64_t now)
 	if (!agent_online(a->state))
 		return;
 	a->hb_deadline = now + e->heartbeat_ms;
-	if (!disp_timer_pending(&a->hb_timer))
-		disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
+	if (!a->hb_armed)
+		hb_arm(e, ai);
 }
 
 /* ---- backlog -------------------------------------------------------------- */
@@ -1671,7 +1726,8 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 		if (since(now, s->enq_ms) <= k->conf.sla_answer_ms)
 			k->fig.answered_in_target++;
 	}
-	acct(a, now);
+	if (a->load == 0)
+		acct(a, ac(e, ai), now);
 	s->state = SESS_ASSIGNED;
 	s->agent = ai;
 	s->last_agent = ai;
@@ -1686,7 +1742,6 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 	a->load++;
 	a->load_since = now;
 	a->assigned_today++;
-	a->fig.assigned++;
 	a->idle_clock = now;
 	a->idle_alerted = false;
 	if (via != NIL && ask_of(e, ai, via)->level)
@@ -1813,7 +1868,8 @@ static uint32_t release(struct disp_engine *e, uint32_t si, uint64_t now)
 	uint32_t ai = s->agent;
 	struct agent *a = &e->agents[ai];
 
-	acct(a, now);
+	if (a->load == 1)
+		acct(a, ac(e, ai), now);
 	sl_remove(e->sessions, &a->s_head, &a->s_tail, si);
 	s->agent = NIL;
 	a->load--;
@@ -1843,9 +1899,9 @@ static void count_served(struct disp_engine *e, uint32_t si, uint64_t now)
 	uint64_t h = since(now, s->assign_ms);
 
 	k->fig.served++;
-	a->fig.served++;
+	a->served++;
 	k->fig.handling_ms[hist_bucket(h)]++;
-	a->fig.handling_ms[hist_bucket(h)]++;
+	tally_bump(e, s->agent, TALLY_HANDLING + hist_bucket(h));
 	k->mean_handle_ms = k->mean_handle_ms - k->mean_handle_ms / 8 + h / 8;
 	if (k->mean_handle_ms == 0)
 		k->mean_handle_ms = 1;
@@ -2037,7 +2093,7 @@ static void fire_agent(struct disp_engine *e, uint32_t ai, uint64_t now)
 		if (!a->break_alerted) {
 			a->break_alerted = true;
 			emit_sla(e, DISP_SLA_BREAK_OVERRUN, a->gw, NIL, ai, s,
-			         since(now, a->break_since));
+			         since(now, ac(e, ai)->break_since));
 		}
 	} else if (a->state == DISP_AGENT_READY && a->load < a->cap && !a->idle_alerted) {
 		a->idle_alerted = true;
@@ -2060,10 +2116,11 @@ static void on_timer(void *ctx, struct disp_timer *t)
 	case T_HEARTBEAT: {
 		struct agent *a = &e->agents[t->owner];
 
+		a->hb_armed = false;
 		if (agent_online(a->state) || a->restored) {
 			if (now < a->hb_deadline) {
 				/* Heard from since it was set: wait for the new deadline. */
-				disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
+				hb_arm(e, t->owner);
 				break;
 			}
 			/* Restored but not back in time: as if it had just disconnected. */
@@ -2270,6 +2327,7 @@ static void engine_free(struct disp_engine *e)
 	free(e->sessions);
 	free(e->scold);
 	free(e->agents);
+	free(e->acold);
 	free(e->agent_hash);
 	free(e->agent_skills);
 	free(e->ask);
@@ -2328,10 +2386,11 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	err = ENOMEM;
 	hs = pow2_at_least(2 * e->max_agents);
 	e->agents = zalloc_aligned(e, e->max_agents, sizeof(*e->agents), _Alignof(struct agent));
+	e->acold = zalloc(e, e->max_agents, sizeof(*e->acold));
 	e->agent_hash = zalloc(e, hs, sizeof(*e->agent_hash));
 	e->agent_skills = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->agent_skills));
 	e->ask = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->ask));
-	if (!e->agents || !e->agent_hash || !e->agent_skills || !e->ask)
+	if (!e->agents || !e->acold || !e->agent_hash || !e->agent_skills || !e->ask)
 		goto out_free_engine;
 	e->agent_hash_mask = hs - 1;
 
@@ -2413,16 +2472,23 @@ static uint32_t agent_add(struct disp_engine *e, struct disp_str id, uint64_t no
 	ai = e->nb_agents++;
 	a = &e->agents[ai];
 	memcpy(a->id, id.ptr, id.len);
-	a->id_len = id.len;
+	a->id_len = (uint8_t)id.len;
 	a->state = DISP_AGENT_OFFLINE;
 	a->cap = 1; /* until a login says */
 	a->s_head = a->s_tail = NIL;
 	a->alert_skill = UINT16_MAX;
-	a->acct_since = now;
-	disp_timer_init(&a->hb_timer, ai, T_HEARTBEAT);
+	ac(e, ai)->acct_since = now;
+	disp_timer_init(&ac(e, ai)->hb_timer, ai, T_HEARTBEAT);
 	disp_timer_init(&a->st_timer, ai, T_AGENT);
 	agent_hash_add(e, ai);
 	return ai;
+}
+
+/* assigned_today starts again; fig.assigned keeps counting. */
+static void new_shift(struct disp_engine *e, uint32_t ai)
+{
+	ac(e, ai)->assigned_before += e->agents[ai].assigned_today;
+	e->agents[ai].assigned_today = 0;
 }
 
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
@@ -2462,7 +2528,7 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	fresh = !agent_online(a->state);
 
 	/* A login through another gateway moves the agent there, sessions and all. */
-	acct(a, now_ms);
+	acct(a, ac(e, ai), now_ms);
 	agent_unlist(e, ai);
 	agent_count(e, ai, -1);
 	/* Counted nowhere until agent_set_state: a login is a new READY from any state. */
@@ -2490,7 +2556,7 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 		a->cap = CAP_MAX;
 	a->shrink_load = a->load > a->cap ? a->load : 0;
 	if (fresh)
-		a->assigned_today = 0;
+		new_shift(e, ai);
 	a->load_since = now_ms;
 	agent_set_state(e, ai, DISP_AGENT_READY, now_ms);
 	agent_touch(e, ai, now_ms);
@@ -2591,7 +2657,7 @@ int disp_agent_state(struct disp_engine *e, uint32_t gw, struct disp_str agent_i
 	switch (want) {
 	case DISP_AGENT_READY:
 		if (a->state == DISP_AGENT_OFFLINE)
-			a->assigned_today = 0; /* a new shift */
+			new_shift(e, ai);
 		agent_set_state(e, ai, DISP_AGENT_READY, now_ms);
 		agent_touch(e, ai, now_ms);
 		emit_state(e, a, true, NULL);
@@ -2957,10 +3023,10 @@ int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, ui
 	ai = s->agent;
 	a = &e->agents[ai];
 	k->fig.ratings[rating]++;
-	a->fig.ratings[rating]++;
+	tally_bump(e, ai, TALLY_RATINGS + rating);
 	if (complaint) {
 		k->fig.complaints++;
-		a->fig.complaints++;
+		tally_bump(e, ai, TALLY_COMPLAINTS);
 	}
 	count_served(e, si, now_ms);
 	journal_ended(e, si, DISP_CLOSE_CUSTOMER_ENDED, rating, complaint, false, dstr(NULL, 0));
@@ -3044,7 +3110,7 @@ int disp_agent_message(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 
 		s->flags |= SF_REPLIED;
 		e->skills[s->skill].fig.first_response_ms[hist_bucket(fr)]++;
-		a->fig.first_response_ms[hist_bucket(fr)]++;
+		tally_bump(e, ai, TALLY_FIRST_RESPONSE + hist_bucket(fr));
 	}
 	s->unans_ms = 0;
 	if (hold) {
@@ -3199,7 +3265,7 @@ int disp_transfer(struct disp_engine *e, uint32_t gw, uint64_t session_id, struc
 
 	a = &e->agents[ai];
 	from->fig.transferred_out++;
-	a->fig.transferred++;
+	ac(e, ai)->fig.transferred++;
 	if (e->journal) {
 		struct disp_event ev = {.kind = DISP_EV_TRANSFERRED,
 		                        .session_id = session_id,
@@ -3326,7 +3392,7 @@ static uint32_t agent_restored(struct disp_engine *e, struct disp_str id, uint32
 	a->state = DISP_AGENT_DISCONNECTED;
 	a->restored = true;
 	a->hb_deadline = now + e->heartbeat_ms;
-	disp_wheel_add(&e->wheel, &a->hb_timer, a->hb_deadline);
+	hb_arm(e, ai);
 	return ai;
 }
 
@@ -3493,40 +3559,45 @@ int disp_restore_agent(struct disp_engine *e, struct disp_str agent_id,
 			return -ENOSPC;
 	}
 	a = &e->agents[ai];
-	a->fig = *f;
-	a->online_ms = f->online_ms;
-	a->serving_ms = f->serving_ms;
-	a->ready_idle_ms = f->ready_idle_ms;
-	a->break_ms = f->break_ms;
+	ac(e, ai)->fig = *f;
+	/* Wraps back in the sum: fig.assigned reads f->assigned. */
+	ac(e, ai)->assigned_before = f->assigned - a->assigned_today;
+	a->served = f->served;
 	a->agent_closed = f->agent_closed;
+	memset(a->tally, 0, sizeof(a->tally));
 	return 0;
 }
 
 int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id,
                            struct disp_agent_figures *out, uint64_t now_ms)
 {
+	const struct agent *a;
+	struct agent_cold c;
 	uint32_t ai;
-	struct agent a;
 
 	if (!e || !out)
 		return -EINVAL;
 	ai = agent_find(e, agent_id);
 	if (ai == NIL)
 		return -ENOENT;
-	a = e->agents[ai]; /* a copy: the getter changes nothing */
-	acct(&a, now_ms);
-	*out = a.fig;
-	out->online_ms = a.online_ms;
-	out->serving_ms = a.serving_ms;
-	out->ready_idle_ms = a.ready_idle_ms;
-	out->break_ms = a.break_ms;
-	out->agent_closed = a.agent_closed;
-	out->state = a.state;
-	out->load = a.load;
-	out->capacity = a.cap;
-	out->customers_per_hour = a.online_ms ? clamp32(a.fig.served * 3600000u / a.online_ms) : 0;
-	out->service_ratio_pct =
-	        a.online_ms ? (uint32_t)((a.serving_ms + a.ready_idle_ms) * 100u / a.online_ms) : 0;
+	a = &e->agents[ai];
+	c = *ac(e, ai); /* a copy: the getter changes nothing */
+	acct(a, &c, now_ms);
+	for (unsigned i = 0; i < TALLY_N; i++)
+		*tally_cold(&c, i) += a->tally[i];
+	*out = c.fig;
+	out->assigned = c.assigned_before + a->assigned_today;
+	out->served = a->served;
+	out->agent_closed = a->agent_closed;
+	out->state = (enum disp_agent_state)a->state;
+	out->load = a->load;
+	out->capacity = a->cap;
+	out->customers_per_hour =
+	        c.fig.online_ms ? clamp32(a->served * 3600000u / c.fig.online_ms) : 0;
+	out->service_ratio_pct = c.fig.online_ms
+	                                 ? (uint32_t)((c.fig.serving_ms + c.fig.ready_idle_ms) *
+	                                              100u / c.fig.online_ms)
+	                                 : 0;
 	return 0;
 }
 
@@ -3655,7 +3726,9 @@ int disp_check_invariants(const struct disp_engine *e)
 			CHECK(a->load == 0);
 		CHECK(!a->restored || a->state == DISP_AGENT_DISCONNECTED);
 		CHECK(a->state != DISP_AGENT_UNSPECIFIED);
-		CHECK((agent_online(a->state) || a->restored) == disp_timer_pending(&a->hb_timer));
+		CHECK((agent_online(a->state) || a->restored) ==
+		      disp_timer_pending(&ac(e, ai)->hb_timer));
+		CHECK(a->hb_armed == disp_timer_pending(&ac(e, ai)->hb_timer));
 		if (a->state == DISP_AGENT_READY)
 			ready++;
 		walked_a += n;
