@@ -431,6 +431,25 @@ static void settle(void)
 	nanosleep(&ts, NULL);
 }
 
+/* A store opened on conf and started, or NULL (said on stderr). */
+static struct store *open_started(const struct store_conf *conf)
+{
+	struct store *s = store_open(conf, NULL);
+	int ret;
+
+	if (!s) {
+		fprintf(stderr, "store_open %s: %s\n", conf->dir, strerror(errno));
+		return NULL;
+	}
+	ret = store_start(s);
+	if (ret) {
+		fprintf(stderr, "store_start: %s\n", strerror(-ret));
+		store_close(s);
+		return NULL;
+	}
+	return s;
+}
+
 static int run_surge(const char *dir, const struct durations *d, struct bench_hist *h)
 {
 	struct store_conf conf = bench_conf(dir);
@@ -440,17 +459,9 @@ static int run_surge(const char *dir, const struct durations *d, struct bench_hi
 	uint64_t tk;
 	int ret;
 
-	s = store_open(&conf, NULL);
-	if (!s) {
-		fprintf(stderr, "store_open %s: %s\n", dir, strerror(errno));
+	s = open_started(&conf);
+	if (!s)
 		return -1;
-	}
-	ret = store_start(s);
-	if (ret) {
-		fprintf(stderr, "store_start: %s\n", strerror(-ret));
-		store_close(s);
-		return -1;
-	}
 	p = store_producer(s, 0);
 	tk = 0;
 	if (g_phases & PH_MAX) {
@@ -508,17 +519,9 @@ static int run_closed_delay(const char *dir, const struct durations *d, struct b
 	int ret;
 
 	conf.commit_delay_us = g_commit_delay_us;
-	s = store_open(&conf, NULL);
-	if (!s) {
-		fprintf(stderr, "store_open %s: %s\n", dir, strerror(errno));
+	s = open_started(&conf);
+	if (!s)
 		return -1;
-	}
-	ret = store_start(s);
-	if (ret) {
-		fprintf(stderr, "store_start: %s\n", strerror(-ret));
-		store_close(s);
-		return -1;
-	}
 	settle();
 	printf("== surge store: closed loop, %u clients, commit delay %u us, %.0f s\n", g_clients,
 	       g_commit_delay_us, d->closed_s);
