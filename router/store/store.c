@@ -248,8 +248,7 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	/* Records taken from the rings while a checkpoint is written: in the log
 	 * already, applied to the state once the checkpoint is complete. Entries
 	 * {u64 lsn, u32 len, u16 type, u16 0, payload}, each 8-aligned. */
-	uint8_t *defer;
-	size_t defer_len, defer_cap;
+	struct store_held defer;
 	bool defer_full;    /* DEFER_MAX reached: the rings wait for the checkpoint */
 	bool ckpt_unsynced; /* a checkpoint is written but not yet durable */
 	bool ckpt_done;     /* a checkpoint became durable: scrub and retention to run */
@@ -957,7 +956,7 @@ static int quick_file(struct store *s)
 	if (fd < 0)
 		return -errno;
 	if (fallocate(fd, 0, 0, (off_t)s->segment_bytes) < 0) {
-		ret = errno == EOPNOTSUPP ? -EOPNOTSUPP : -errno;
+		ret = -errno;
 		close(fd);
 		unlinkat(s->dirfd, QUICK_NAME, 0);
 		return ret;
@@ -1387,68 +1386,21 @@ static bool ckpt_due(const struct store *s)
 	       s->bytes_since_ckpt > 2 * s->last_ckpt_bytes;
 }
 
-/* Keep a record taken during a checkpoint for later (room was made by defer_room). */
-static void defer_record(struct store *s, uint64_t lsn, uint16_t type, const uint8_t *payload,
-                         uint32_t len)
-{
-	uint8_t *e = s->defer + s->defer_len;
-	uint16_t th[2] = {type, 0};
-
-	memcpy(e, &lsn, 8);
-	memcpy(e + 8, &len, 4);
-	memcpy(e + 12, th, 4);
-	memcpy(e + 16, payload, len);
-	s->defer_len += align8(16 + (uint64_t)len);
-}
-
-/* Room for every record a drain could take (a full batch), or false. */
-static bool defer_room(struct store *s)
-{
-	size_t need = s->defer_len + 2 * (size_t)s->batch_bytes, cap = s->defer_cap;
-	uint8_t *n;
-
-	if (need <= cap)
-		return true;
-	if (need > DEFER_MAX)
-		return false;
-	while (cap < need)
-		cap = cap ? 2 * cap : (size_t)4 * s->batch_bytes;
-	if (cap > DEFER_MAX)
-		cap = DEFER_MAX;
-	n = realloc(s->defer, cap);
-	if (!n)
-		return false;
-	s->defer = n;
-	s->defer_cap = cap;
-	return true;
-}
-
 static void apply_event(struct store *s, uint16_t type, uint64_t lsn, const uint8_t *payload,
                         uint32_t len);
+
+static int apply_held(void *ctx, uint64_t lsn, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	apply_event(ctx, type, lsn, payload, len);
+	return 0;
+}
 
 /* The checkpoint is written: apply what was taken meanwhile, in LSN order. */
 static void defer_apply(struct store *s)
 {
-	for (size_t off = 0; off < s->defer_len;) {
-		const uint8_t *e = s->defer + off;
-		uint64_t lsn;
-		uint32_t len;
-		uint16_t th[2];
-
-		memcpy(&lsn, e, 8);
-		memcpy(&len, e + 8, 4);
-		memcpy(th, e + 12, 4);
-		apply_event(s, th[0], lsn, e + 16, len);
-		off += align8(16 + (uint64_t)len);
-	}
-	s->defer_len = 0;
-	s->defer_full = false;
 	/* A burst's worth is kept; what a long checkpoint needed is given back. */
-	if (s->defer_cap > (size_t)8 * s->batch_bytes) {
-		free(s->defer);
-		s->defer = NULL;
-		s->defer_cap = 0;
-	}
+	store_held_drain(&s->defer, (size_t)8 * s->batch_bytes, apply_held, s);
+	s->defer_full = false;
 }
 
 /*
@@ -1510,7 +1462,7 @@ static bool add_record(struct store *s, uint16_t type, const uint8_t *payload, u
 	lsn = s->next_lsn;
 	memcpy(rec + STORE_REC_HDR, payload, len);
 	if (prod >= 0 && s->ckpt_running) {
-		defer_record(s, lsn, type, payload, len);
+		store_held_push(&s->defer, lsn, type, payload, len);
 		s->bytes_since_ckpt += span;
 	} else if (prod >= 0) {
 		apply_event(s, type, lsn, rec + STORE_REC_HDR, len);
@@ -1662,7 +1614,9 @@ static int ckpt_event(void *ctx, const struct store_event *ev)
 		 * CKPT_BEGIN. Recovery does the same (store_recover.c).
 		 */
 		if (!s->defer_full && !is_ro(s)) {
-			if (defer_room(s)) {
+			/* Room for a drain's worth (half a batch) beforehand: a push cannot fail.
+			 */
+			if (store_held_reserve(&s->defer, s->batch_bytes) == 0) {
 				/* Half a batch at most: the checkpoint must get on too. */
 				s->fill_limit = s->batch_bytes / 2;
 				drain(s);
@@ -1997,6 +1951,7 @@ static int conf_load(struct store *s, const struct store_conf *c)
 	if (s->batch_bytes > s->segment_bytes - STORE_SEG_HDR)
 		s->batch_bytes = (uint32_t)(s->segment_bytes - STORE_SEG_HDR);
 	s->fill_limit = s->batch_bytes;
+	s->defer.max = DEFER_MAX;
 	/* 0 is a real value here: segments go as soon as a checkpoint covers them. */
 	s->retention_ms = c->retention_ms;
 	s->checkpoint_bytes = c->checkpoint_bytes ? c->checkpoint_bytes : DEF_CHECKPOINT_BYTES;
@@ -2020,7 +1975,7 @@ static void store_free(struct store *s)
 		free(s->b[i].buf);
 		free(s->b[i].tickets);
 	}
-	free(s->defer);
+	free(s->defer.buf);
 	free(s->tail_blk);
 	free(s->hdr_blk);
 	free(s->zero_buf);

@@ -94,6 +94,39 @@ int store_aead_seal(struct store_aead *a, uint32_t nonce_prefix, uint64_t lsn, u
 int store_aead_open(struct store_aead *a, uint32_t nonce_prefix, uint64_t lsn, uint16_t type,
                     uint8_t *p, uint32_t len);
 
+/*
+ * Records held back in LSN order: those appended while a checkpoint is
+ * written, which the writer and recovery both apply only after its
+ * CKPT_END. Entries {u64 lsn, u32 len, u16 type, u16 0, payload}, 8-aligned,
+ * in one growing buffer of at most max bytes.
+ */
+struct store_held {
+	uint8_t *buf;
+	size_t len, cap, max;
+};
+
+/* Room for need more bytes of entries (16 + payload, rounded up to 8 each). 0 or -ENOMEM. */
+int store_held_reserve(struct store_held *h, size_t need);
+
+/* Append a record's plaintext payload; room must have been reserved. */
+void store_held_push(struct store_held *h, uint64_t lsn, uint16_t type, const uint8_t *payload,
+                     uint32_t len);
+
+/* Bytes an entry of a len-byte payload takes. */
+static inline size_t store_held_span(uint32_t len)
+{
+	return (16 + (size_t)len + 7) & ~(size_t)7;
+}
+
+/*
+ * Hand every held record to fn in order (a nonzero return stops and is
+ * returned), then empty the buffer, giving it back when it is over keep
+ * bytes.
+ */
+typedef int store_held_fn(void *ctx, uint64_t lsn, uint16_t type, const uint8_t *payload,
+                          uint32_t len);
+int store_held_drain(struct store_held *h, size_t keep, store_held_fn *fn, void *ctx);
+
 /* ---- segments (store_rec.c: format; store.c: writing; store_recover.c: reading) */
 
 #define STORE_SEG_HDR     4096u /* bytes of the segment header block */

@@ -398,3 +398,65 @@ void store_seg_name(uint64_t first_lsn, char name[32])
 {
 	snprintf(name, 32, "%020llu.seg", (unsigned long long)first_lsn);
 }
+
+/* ---- held records ---------------------------------------------------------- */
+
+int store_held_reserve(struct store_held *h, size_t need)
+{
+	size_t want = h->len + need, cap = h->cap;
+	uint8_t *n;
+
+	if (want <= cap)
+		return 0;
+	if (want > h->max)
+		return -ENOMEM;
+	while (cap < want)
+		cap = cap ? 2 * cap : (1u << 20);
+	if (cap > h->max)
+		cap = h->max;
+	n = realloc(h->buf, cap);
+	if (!n)
+		return -ENOMEM;
+	h->buf = n;
+	h->cap = cap;
+	return 0;
+}
+
+void store_held_push(struct store_held *h, uint64_t lsn, uint16_t type, const uint8_t *payload,
+                     uint32_t len)
+{
+	uint8_t *e = h->buf + h->len;
+	uint16_t th[2] = {type, 0};
+
+	memcpy(e, &lsn, 8);
+	memcpy(e + 8, &len, 4);
+	memcpy(e + 12, th, 4);
+	if (len)
+		memcpy(e + 16, payload, len);
+	h->len += store_held_span(len);
+}
+
+int store_held_drain(struct store_held *h, size_t keep, store_held_fn *fn, void *ctx)
+{
+	int ret = 0;
+
+	for (size_t off = 0; off < h->len && !ret;) {
+		const uint8_t *e = h->buf + off;
+		uint64_t lsn;
+		uint32_t len;
+		uint16_t th[2];
+
+		memcpy(&lsn, e, 8);
+		memcpy(&len, e + 8, 4);
+		memcpy(th, e + 12, 4);
+		ret = fn(ctx, lsn, th[0], e + 16, len);
+		off += store_held_span(len);
+	}
+	h->len = 0;
+	if (h->cap > keep) {
+		free(h->buf);
+		h->buf = NULL;
+		h->cap = 0;
+	}
+	return ret;
+}

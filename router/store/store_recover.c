@@ -622,72 +622,43 @@ struct replay {
 	struct store_aead *aead;
 	struct store_recovery *rec;
 	struct store_tail *tail;
-	bool in_ckpt;   /* inside the checkpoint recovery started from */
-	uint64_t begin; /* its CKPT_BEGIN */
-	/* Records appended while that checkpoint was written, encoded again:
-	 * entries {u64 lsn, u32 len, u16 type, u16 0, payload}, 8-aligned. */
-	uint8_t *defer;
-	size_t defer_len, defer_cap;
+	bool in_ckpt;           /* inside the checkpoint recovery started from */
+	uint64_t begin;         /* its CKPT_BEGIN */
+	struct store_held held; /* records appended while that checkpoint was written */
+	uint8_t enc[STORE_EVENT_MAX];
 	int err;
 };
 
 /* Hold ev (inside the starting checkpoint, not part of it) until its end. */
 static int replay_defer(struct replay *r, const struct store_event *ev, uint64_t lsn)
 {
-	size_t n = store_event_size(ev), need = r->defer_len + 16 + n + 8;
-	uint16_t th[2] = {ev->type, 0};
-	uint32_t len = (uint32_t)n;
-	uint8_t *e;
+	size_t n = store_event_encode(ev, r->enc);
+	int ret;
 
-	if (need > r->defer_cap) {
-		size_t cap = r->defer_cap ? r->defer_cap : (1u << 20);
-		uint8_t *nb;
-
-		while (cap < need)
-			cap *= 2;
-		if (cap > DEFER_LIMIT)
-			return -ENOMEM;
-		nb = realloc(r->defer, cap);
-		if (!nb)
-			return -ENOMEM;
-		r->defer = nb;
-		r->defer_cap = cap;
-	}
-	e = r->defer + r->defer_len;
-	memcpy(e, &lsn, 8);
-	memcpy(e + 8, &len, 4);
-	memcpy(e + 12, th, 4);
-	if (store_event_encode(ev, e + 16) != n)
+	if (!n)
 		return -EINVAL;
-	r->defer_len += (16 + n + 7) & ~(size_t)7;
-	return 0;
+	ret = store_held_reserve(&r->held, store_held_span((uint32_t)n));
+	if (!ret)
+		store_held_push(&r->held, lsn, ev->type, r->enc, (uint32_t)n);
+	return ret;
+}
+
+static int replay_held(void *ctx, uint64_t lsn, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	struct replay *r = ctx;
+	struct store_event ev;
+
+	if (store_event_decode(payload, len, type, &ev) != 0)
+		return -EINVAL;
+	ev.lsn = lsn;
+	r->tail->bytes_since_ckpt += store_rec_span(len);
+	return store_state_apply(r->st, &ev);
 }
 
 /* The starting checkpoint is complete: apply what was held, in LSN order. */
 static int replay_deferred(struct replay *r)
 {
-	for (size_t off = 0; off < r->defer_len;) {
-		const uint8_t *e = r->defer + off;
-		struct store_event ev;
-		uint64_t lsn;
-		uint32_t len;
-		uint16_t th[2];
-		int ret;
-
-		memcpy(&lsn, e, 8);
-		memcpy(&len, e + 8, 4);
-		memcpy(th, e + 12, 4);
-		off += (16 + (size_t)len + 7) & ~(size_t)7;
-		if (store_event_decode(e + 16, len, th[0], &ev) != 0)
-			return -EINVAL;
-		ev.lsn = lsn;
-		r->tail->bytes_since_ckpt += store_rec_span(len);
-		ret = store_state_apply(r->st, &ev);
-		if (ret)
-			return ret;
-	}
-	r->defer_len = 0;
-	return 0;
+	return store_held_drain(&r->held, 0, replay_held, r);
 }
 
 static int replay_rec(void *ctx, struct walk *w, uint8_t *rec, const struct store_rec_hdr *h,
@@ -807,7 +778,7 @@ int store_recover(const char *dir, struct store_aead *aead, struct store_state *
 	struct store_tail ltail = {0};
 	struct seglist sl;
 	struct walk w = {.sl = &sl, .rd.fd = -1};
-	struct replay r = {.st = st, .aead = aead};
+	struct replay r = {.st = st, .aead = aead, .held.max = DEFER_LIMIT};
 	struct io_uring ring;
 	uint64_t t0 = mono_ns();
 	uint32_t start;
@@ -872,7 +843,7 @@ int store_recover(const char *dir, struct store_aead *aead, struct store_state *
 	rec->elapsed_ns = mono_ns() - t0;
 
 out_free_buf:
-	free(r.defer);
+	free(r.held.buf);
 	rd_fini(&w.rd);
 	seglist_free(&sl);
 	return ret;
