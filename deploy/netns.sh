@@ -185,3 +185,16 @@ surge_router_counter() {
 	local log=$1 name=$2
 	grep -F "$name " "$log" | tail -n 1 | awk '{print $NF}'
 }
+
+# surge_expect_counter LOG NAME WANT WHAT: say "ok - WHAT" if counter NAME in
+# LOG's last dump is WANT, else "not ok" with what it is, and return 1.
+surge_expect_counter() {
+	local log=$1 name=$2 want=$3 what=$4 got
+	got=$(surge_router_counter "$log" "$name")
+	if [ "$got" = "$want" ]; then
+		echo "ok - $what"
+	else
+		echo "not ok - $what: $name is ${got:-?}, not $want"
+		return 1
+	fi
+}

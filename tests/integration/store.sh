@@ -33,20 +33,10 @@ if [ $rc -eq 0 ]; then
 	"${check[@]}" --phase after
 	rc=$?
 	surge_router_stop || { echo "router did not stop cleanly"; rc=1; }
-	restored=$(surge_router_counter "$work/router2.log" surge_store_restored_sessions)
-	if [ "$restored" = 2 ]; then
-		echo "ok - the restarted router restored 2 open sessions"
-	else
-		echo "not ok - the restarted router restored ${restored:-?} open sessions, not 2"
-		rc=1
-	fi
-	agents=$(surge_router_counter "$work/router2.log" surge_store_restored_agents)
-	if [ "$agents" = 1 ]; then
-		echo "ok - the restarted router restored the figures of its 1 agent"
-	else
-		echo "not ok - the restarted router restored the figures of ${agents:-?} agents, not 1"
-		rc=1
-	fi
+	surge_expect_counter "$work/router2.log" surge_store_restored_sessions 2 \
+		"the restarted router restored 2 open sessions" || rc=1
+	surge_expect_counter "$work/router2.log" surge_store_restored_agents 1 \
+		"the restarted router restored the figures of its 1 agent" || rc=1
 fi
 if [ $rc -eq 0 ]; then
 	# Erasure on request, the router stopped: a tombstone honoured by recovery.
