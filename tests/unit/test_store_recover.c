@@ -617,6 +617,15 @@ static void apply_all(struct store_state *st, const struct store_event *evs, uns
 	}
 }
 
+/* Write evs into the log and apply them to the live state st. */
+static void tl_add_live(struct tlog *t, struct store_state *st, const struct store_event *evs,
+                        unsigned n, uint64_t *lsn)
+{
+	for (unsigned i = 0; i < n; i++)
+		tl_add(t, &evs[i]);
+	apply_all(st, evs, n, lsn);
+}
+
 static void test_checkpoint_start(void **state)
 {
 	struct tlog *t = *state;
@@ -683,15 +692,11 @@ static void test_checkpoint_incomplete(void **state)
 	/* 1: records; 2: a complete checkpoint and records; 3: a cut checkpoint;
 	 * 4: records after a restart */
 	tl_seg(t, 0);
-	for (unsigned i = 0; i < 4; i++)
-		tl_add(t, &evs[i]);
-	apply_all(live, evs, 4, &lsn);
+	tl_add_live(t, live, evs, 4, &lsn);
 	tl_seg(t, STORE_SF_CKPT);
 	first_ckpt = t->seg_first;
 	write_ckpt(t, live, true);
-	for (unsigned i = 4; i < 6; i++)
-		tl_add(t, &evs[i]);
-	apply_all(live, evs + 4, 2, &lsn);
+	tl_add_live(t, live, evs + 4, 2, &lsn);
 	tl_seg(t, STORE_SF_CKPT);
 	write_ckpt(t, live, false);
 	tl_seg(t, 0);
@@ -770,9 +775,7 @@ static void test_checkpoint_interleaved(void **state)
 
 	assert_non_null(live);
 	tl_seg(t, 0);
-	for (unsigned i = 0; i < 6; i++)
-		tl_add(t, &evs[i]);
-	apply_all(live, evs, 6, &lsn);
+	tl_add_live(t, live, evs, 6, &lsn);
 	tl_seg(t, STORE_SF_CKPT);
 	assert_int_equal(store_state_checkpoint(live, 5000, tl_interleave_fn, &in), 0);
 	tl_ev(t, ev_msg(3, 1, "after"));
@@ -810,9 +813,7 @@ static void test_checkpoint_none_complete(void **state)
 
 	assert_non_null(live);
 	tl_seg(t, 0);
-	for (unsigned i = 0; i < 6; i++)
-		tl_add(t, &evs[i]);
-	apply_all(live, evs, 6, &lsn);
+	tl_add_live(t, live, evs, 6, &lsn);
 	tl_seg(t, STORE_SF_CKPT);
 	write_ckpt(t, live, false);
 	tl_seg(t, 0);
@@ -1007,9 +1008,7 @@ static void test_transcript(void **state)
 	assert_non_null(live);
 	tl_seg(t, 0);
 	opened1 = t->lsn;
-	for (unsigned i = 0; i < 6; i++)
-		tl_add(t, &evs[i]);
-	apply_all(live, evs, 6, &lsn);
+	tl_add_live(t, live, evs, 6, &lsn);
 	/* a checkpoint in between repeats the backlogs: not given twice */
 	tl_seg(t, STORE_SF_CKPT);
 	write_ckpt(t, live, true);
