@@ -11,7 +11,12 @@
  * and tail (bytes consumed) count up forever and live on separate cache
  * lines, like the durable ticket the store thread publishes back. The
  * acquire/release pairs are named R1/A2 (head), R2/A1 (tail), R3/A3 (durable
- * ticket) and F1/F2 (the sleeping flag) at each end.
+ * ticket) and F1/F2 (the sleeping flag) at each end; W1/W2 (a producer
+ * waiting for its durable ticket, store_wait_durable) work like F1/F2 the
+ * other way round: the waiter sets `waiting`, fences and looks at `durable`
+ * once more before it sleeps on the futex word `woken`; publish stores
+ * `durable`, fences and bumps `woken` (one futex wake) only when a waiter is
+ * there, so a producer that polls costs the store thread nothing.
  *
  * Wake-up. The store thread only sleeps when no batch is being written
  * (otherwise it waits for the completion, polling the rings every
@@ -69,10 +74,12 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
+#include <linux/futex.h>
 
 #include "store_pvt.h"
 
@@ -103,7 +110,8 @@
 #define RING_WRAP 0x8000u /* entry flag: skip to the start of the ring */
 
 #define QUEUE_DEPTH       16u
-#define INFLIGHT_POLL_NS  200000ull    /* look at the rings while a batch is written */
+#define INFLIGHT_POLL_NS  200000ull    /* look at the rings while a big batch is written */
+#define INFLIGHT_POLL_SHARE 16u        /* big: 1/16 of batch_bytes or more */
 #define IDLE_MAX_NS       100000000ull /* longest sleep without a reason to wake */
 #define PREP_NAME         "prep.tmp"   /* the next segment, zero-filled ahead of need */
 #define QUICK_NAME        "quick.tmp"  /* a segment wanted before prep.tmp was ready */
@@ -133,6 +141,9 @@ struct store_producer {
 	uint32_t idx;
 	/* Written by the store thread, read by the producer. */
 	alignas(CACHE_LINE) _Atomic uint64_t durable; /* highest durable ticket (R3) */
+	_Atomic uint32_t woken;                       /* futex word: bumped to wake a waiter */
+	/* Written by the producer, read by the store thread. */
+	alignas(CACHE_LINE) _Atomic uint32_t waiting; /* in store_wait_durable (W2) */
 };
 
 struct batch {
@@ -230,6 +241,7 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 
 	uint32_t retired_nrec; /* records of the last batch retired (commit delay) */
 	uint64_t retired_ns;   /* ... and when */
+	bool poll_inflight;    /* the batch in flight is big: copy the next one meanwhile */
 
 	uint64_t written_lsn; /* every record up to it written */
 	uint64_t synced_lsn;  /* ... and synced */
@@ -346,6 +358,23 @@ static bool is_ro(const struct store *s)
 	return atomic_load_explicit(&s->ro, memory_order_relaxed);
 }
 
+static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *abs)
+{
+	/* FUTEX_WAIT_BITSET: the timeout is an absolute CLOCK_MONOTONIC time. */
+	return syscall(SYS_futex, (uint32_t *)word, op | FUTEX_PRIVATE_FLAG, val, abs, NULL,
+	               FUTEX_BITSET_MATCH_ANY);
+}
+
+static void wake_waiter(struct store_producer *p)
+{
+	/* W1: pairs with W2 in store_wait_durable: it sees `durable` or we see `waiting`. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(&p->waiting, memory_order_relaxed))
+		return;
+	atomic_fetch_add_explicit(&p->woken, 1, memory_order_relaxed);
+	futex(&p->woken, FUTEX_WAKE_BITSET, INT32_MAX, NULL);
+}
+
 /* The first failure makes the store read-only for good; later ones are only counted. */
 static void store_fail(struct store *s, int err, bool sync, const char *what)
 {
@@ -361,6 +390,8 @@ static void store_fail(struct store *s, int err, bool sync, const char *what)
 	slog(s, 0,
 	     "%s failed: %s; the store is read-only: nothing more is acknowledged until a restart",
 	     what, strerror(-err));
+	for (uint32_t i = 0; i < s->nb_producers; i++)
+		wake_waiter(&s->prod[i]);
 	/* Nothing of the batch being filled will ever be written. */
 	b->len = 0;
 	b->nrec = 0;
@@ -379,10 +410,12 @@ static void wake(struct store *s)
 static void publish(struct store *s, const struct batch *b)
 {
 	for (uint32_t i = 0; i < s->nb_producers; i++)
-		if (b->tickets[i])
+		if (b->tickets[i]) {
 			/* R3: pairs with A3 in store_durable. */
 			atomic_store_explicit(&s->prod[i].durable, b->tickets[i],
 			                      memory_order_release);
+			wake_waiter(&s->prod[i]);
+		}
 	if (b->last_lsn > cnt_get(&s->cnt.durable_lsn))
 		cnt_set(&s->cnt.durable_lsn, b->last_lsn);
 }
@@ -574,6 +607,37 @@ uint64_t store_durable(const struct store_producer *p)
 		return 0;
 	/* A3: pairs with R3 in publish. */
 	return atomic_load_explicit(&p->durable, memory_order_acquire);
+}
+
+int store_wait_durable(struct store_producer *p, uint64_t ticket, uint64_t deadline_ns)
+{
+	struct timespec abs = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+	                       .tv_nsec = (long)(deadline_ns % 1000000000u)};
+	int ret = 0;
+
+	if (!p)
+		return -EINVAL;
+	for (;;) {
+		if (store_durable(p) >= ticket)
+			break;
+		if (is_ro(p->s)) {
+			ret = -EROFS;
+			break;
+		}
+		uint32_t seen = atomic_load_explicit(&p->woken, memory_order_relaxed);
+
+		atomic_store_explicit(&p->waiting, 1, memory_order_relaxed);
+		/* W2: pairs with W1 in wake_waiter. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (store_durable(p) >= ticket || is_ro(p->s))
+			continue;
+		if (futex(&p->woken, FUTEX_WAIT_BITSET, seen, &abs) < 0 && errno == ETIMEDOUT) {
+			ret = store_durable(p) >= ticket ? 0 : -ETIMEDOUT;
+			break;
+		}
+	}
+	atomic_store_explicit(&p->waiting, 0, memory_order_relaxed);
+	return ret;
 }
 
 bool store_healthy(const struct store *s)
@@ -1214,6 +1278,7 @@ static void submit_batch(struct store *s)
 		return;
 	/* Whole blocks (Direct I/O, top of file); the zeros are what the segment holds there. */
 	b->wlen = (b->len + IO_ALIGN - 1) & ~(IO_ALIGN - 1);
+	s->poll_inflight = b->len >= s->batch_bytes / INFLIGHT_POLL_SHARE;
 	memset(b->buf + b->len, 0, b->wlen - b->len);
 	wlen = b->wlen;
 	tail = (uint32_t)((b->off + b->len) & (IO_ALIGN - 1));
@@ -1780,7 +1845,7 @@ static void store_wait(struct store *s, uint64_t next_tick)
 		timeout = next_tick > now ? next_tick - now : 0;
 	if (timeout > IDLE_MAX_NS)
 		timeout = IDLE_MAX_NS;
-	if (!sleep && !s->b[s->fill].closed && timeout > INFLIGHT_POLL_NS)
+	if (!sleep && s->poll_inflight && !s->b[s->fill].closed && timeout > INFLIGHT_POLL_NS)
 		timeout = INFLIGHT_POLL_NS;
 	if (!s->wake_armed && timeout > 1000000u)
 		timeout = 1000000u;
@@ -1839,19 +1904,13 @@ static void *store_main(void *arg)
 				did = true;
 			}
 			if (!batch_inflight(s) && s->b[s->fill].nrec) {
-				hold = commit_hold(s);
 				/*
-				 * Held: the answers to the acks come within
-				 * microseconds, and a sleep and a wake-up each would
-				 * cost more than the wait. Poll the rings for them,
-				 * for at most the delay, yielding the core: on a
-				 * busy machine the answering thread may need it.
+				 * Held: sleep until an append wakes us or the delay
+				 * ends (store_wait). Polling here instead costs a core
+				 * that, on a VM, the host may take back with interest
+				 * (docs/development.md, "VM stops").
 				 */
-				while (hold && mono_ns() < hold && !is_ro(s)) {
-					sched_yield();
-					drain(s);
-					hold = commit_hold(s);
-				}
+				hold = commit_hold(s);
 				if (!hold) {
 					submit_batch(s);
 					did = true;

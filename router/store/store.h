@@ -356,6 +356,15 @@ int store_append(struct store_producer *p, const struct store_event *ev, uint64_
 /* Highest ticket of this producer that is durable under the policy. Lock-free, cheap. */
 uint64_t store_durable(const struct store_producer *p);
 
+/*
+ * Sleep until ticket is durable (returns 0), the store failed (-EROFS) or
+ * CLOCK_MONOTONIC passes deadline_ns (-ETIMEDOUT). For producers that have
+ * nothing else to do meanwhile (tools, tests, benchmarks); a polling worker
+ * uses store_durable. Costs the store thread a futex wake per batch only
+ * while someone waits.
+ */
+int store_wait_durable(struct store_producer *p, uint64_t ticket, uint64_t deadline_ns);
+
 /* False once a write or sync failed. */
 bool store_healthy(const struct store *s);
 

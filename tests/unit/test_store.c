@@ -172,10 +172,12 @@ static bool durable_reached(const void *p, uint64_t t)
 	return store_durable(p) >= t;
 }
 
-static bool unhealthy(const void *s, uint64_t unused)
+static uint64_t mono_ns(void)
 {
-	(void)unused;
-	return !store_healthy(s);
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* What store_scan read back. */
@@ -300,8 +302,15 @@ static void durable_under_policy(enum store_policy policy)
 		append_ok(p, &ev, &t);
 		assert_int_equal(t, i + 1);
 	}
-	assert_true(wait_for(durable_reached, p, 1000));
+	assert_int_equal(store_wait_durable(p, 1000, mono_ns() + 10000000000ull), 0);
 	assert_int_equal(store_durable(p), 1000);
+	{
+		/* A ticket not yet handed out: the wait ends at the deadline. */
+		uint64_t t0 = mono_ns();
+
+		assert_int_equal(store_wait_durable(p, 1001, t0 + 20000000u), -ETIMEDOUT);
+		assert_true(mono_ns() - t0 >= 20000000u);
+	}
 	store_stats_get(s, &st);
 	assert_int_equal(st.appended, 1000);
 	assert_int_equal(st.durable_lsn, 1000);
@@ -677,7 +686,9 @@ static void fault_case(enum fault_kind kind)
 			break;
 		assert_int_equal(ret, 0);
 	}
-	assert_true(wait_for(unhealthy, s, 0));
+	/* A producer asleep waiting for its last record is woken by the failure. */
+	assert_int_equal(store_wait_durable(p, t, mono_ns() + 30000000000ull), -EROFS);
+	assert_false(store_healthy(s));
 	assert_int_equal(atomic_load(&f.fired), 1);
 	/* Whatever was not durable at the failure never becomes so. */
 	assert_int_equal(store_durable(p), 50);
