@@ -301,12 +301,19 @@ with open(md, "w") as f:
                     os.path.dirname(s["dir"]), s["record_bytes"], c, s["record_bytes"],
                     s["record_disk_bytes"], s["record_disk_bytes"]))
         f.write("- *max*: one producer appends as fast as the store takes records.\n")
-        f.write("- *open loop*: %d records/s on a fixed schedule; latency runs from each record's "
-                "scheduled time to the moment the producer, polling `store_durable`, sees it "
-                "durable.\n" % s["open_rate"])
+        f.write("- *open loop*: %d records/s on a fixed schedule, sent in bursts every %d us "
+                "(what is due then: %d records, as a worker appends what one receive burst "
+                "brought); the producer sleeps in `store_wait_durable` between bursts. Ack "
+                "latency runs from a record's append to the moment the producer, woken by the "
+                "store, sees it durable; the row below it counts from the record's scheduled "
+                "time, so it includes the wait for its burst.\n" % (
+                    s["open_rate"], s.get("open_burst_us", 0),
+                    s["open_rate"] * s.get("open_burst_us", 0) // 1000000))
         f.write("- *closed loop*: %d clients, each with one record outstanding, sending the next "
                 "once the previous is durable (Redis: %d connections, each waiting for its "
-                "reply); latency from append (send) to durable (reply). Run twice: with the "
+                "reply); latency from append (send) to durable (reply). The clients are one "
+                "thread that sleeps in `store_wait_durable` until the oldest is answered, as "
+                "redis-benchmark sleeps in epoll. Run twice: with the "
                 "default configuration, and on a fresh store with `store.commit_delay_us` = %d "
                 "(after a batch is durable, the next one is held while it is smaller than that "
                 "one, up to that long, so that the clients answering their acks share the next "
@@ -322,6 +329,10 @@ with open(md, "w") as f:
         f.write("| surge | open loop %d/s | %.0f | %s | %s | %s | %d | %s |\n" % (
             s["open_rate"], o["records_per_s"], us(o["p50_ns"]), us(o["p99_ns"]), us(o["p999_ns"]),
             s["surge_open_syncs"], per_sync(o["records"], s["surge_open_syncs"])))
+        os_ = s.get("surge_open_sched")
+        if os_:
+            f.write("| surge | ... from the scheduled time | | %s | %s | %s | | |\n" % (
+                us(os_["p50_ns"]), us(os_["p99_ns"]), us(os_["p999_ns"])))
         f.write("| surge | closed loop, %d clients | %.0f | %s | %s | %s | %d | %s |\n" % (
             c, cl["records_per_s"], us(cl["p50_ns"]), us(cl["p99_ns"]), us(cl["p999_ns"]),
             s["surge_closed_syncs"], per_sync(cl["records"], s["surge_closed_syncs"])))
@@ -373,13 +384,13 @@ with open(md, "w") as f:
                 "store's ack p99 here.\n" % us(s["fsync_1"]["p99_ns"]))
         if "surge_open_freezes" in s:
             f.write("\nDuring the open loop a thread sleeping 1 ms at a time woke more than 5 ms "
-                    "late %d times, %.0f ms in all (%.1f%% of the run). Nothing in the guest "
-                    "delays it that long: on this VM the host stops both vCPUs for 10-15 ms "
-                    "every 100 ms once the guest's CPU use and its disk I/O together pass the "
-                    "VM's share (a spinning clock-reading loop alone on a vCPU sees the same "
-                    "gaps; docs/development.md). Every acknowledgement due in such a window is "
-                    "late by it, so while they happen the ack p99 is the length of a stop, "
-                    "whatever the store does.\n" % (
+                    "late %d times, %.0f ms in all (%.1f%% of the run). On this VM the host "
+                    "stops both vCPUs for 10-15 ms every 100 ms once disk flushes come on top "
+                    "of a busy vCPU or of thousands of wake-ups a second (bench/vm_stops.sh; "
+                    "docs/development.md, \"VM stops\"): every acknowledgement due in such a "
+                    "window is late by it. Hence the sleeping producer, the bursts and no ring "
+                    "polling while a small batch is in flight: with a spinning producer the "
+                    "machine stood still 7-11%% of the open loop and the ack p99 was 12-15 ms.\n" % (
                         s["surge_open_freezes"], s["surge_open_frozen_ms"],
                         100.0 * s["surge_open_frozen_ms"] / 1000.0 / (o["records"] / s["open_rate"])))
         f.write("\nIn a closed loop every system's rate is bounded by clients / latency: with one "
