@@ -20,7 +20,7 @@ OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-PKGS := libdpdk liburing libprotobuf-c cmocka yaml-0.1 libcrypto
+PKGS := libdpdk liburing libprotobuf-c cmocka yaml-0.1 libcrypto libmicrohttpd
 
 # Expanded only inside recipes, i.e. after the dependencies are installed.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))

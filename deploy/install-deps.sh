@@ -14,6 +14,8 @@ packages=(
 	libcmocka-dev
 	libssl-dev
 	libyaml-dev
+	libmicrohttpd-dev
+	curl
 	iproute2 iputils-ping ethtool procps python3
 	clang-format clang-tidy cppcheck
 	valgrind

@@ -124,7 +124,8 @@ _Static_assert(sizeof(enum disp_strategy) == sizeof(int), "CFG_ENUM stores an in
 _Static_assert(DISP_STRATEGY_MAX == 6, "a strategy without a name in cfg_strategies");
 
 /* Sections of struct ctl_config, in the order --help prints them. */
-static const char *const cfg_sections[] = {"router", "dpdk", "limits", "timers", "log", "store"};
+static const char *const cfg_sections[] = {"router", "dpdk",  "limits", "timers",
+                                           "log",    "store", "admin"};
 #define CFG_NB_SECTIONS (sizeof(cfg_sections) / sizeof(cfg_sections[0]))
 
 #define CC struct ctl_config
@@ -178,6 +179,9 @@ static const struct cfg_key cfg_keys[] = {
                 86400000, "a gateway silent this long is down"),
         CFG_NUM("timers", "stats_interval_ms", CFG_MS, CC, stats_interval_ms, 0, 0, 86400000,
                 "counters to the log this often; 0 = never"),
+
+        CFG_NUM("admin", "port", CFG_UINT, CC, admin_port, 0, 0, 65535,
+                "HTTP admin endpoint on 127.0.0.1 (metrics, health, erasure); 0 = none"),
 
         {.section = "log",
          .name = "level",

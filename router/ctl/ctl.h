@@ -57,6 +57,9 @@ struct ctl_config {
 	/* log: */
 	int log_level; /* 0 error, 1 warning, 2 info, 3 debug [2] */
 
+	/* admin: */
+	uint16_t admin_port; /* HTTP on 127.0.0.1; 0 = none [0] */
+
 	/* store: */
 	char store_dir[256];              /* data directory; "" = no store (acks mean processed) */
 	int store_policy;                 /* enum store_policy [sync] */

@@ -186,6 +186,20 @@ static void say_ready(const struct ctl_config *cfg, const char *how)
 	fflush(stdout);
 }
 
+/* The admin endpoint, when configured. 0, or a negative errno (said on stderr). */
+static int start_admin(struct rt_router *rt, const struct ctl_config *cfg)
+{
+	int ret = rt_admin_start(rt, cfg->admin_port);
+
+	if (ret < 0)
+		fprintf(stderr,
+		        "surge-router: cannot serve the admin endpoint on 127.0.0.1:%u: %s\n",
+		        cfg->admin_port, strerror(-ret));
+	else if (cfg->admin_port)
+		printf("surge-router: admin endpoint on http://127.0.0.1:%u/\n", cfg->admin_port);
+	return ret;
+}
+
 static int serve_kernel(const struct ctl_config *cfg)
 {
 	static struct run run;
@@ -207,9 +221,15 @@ static int serve_kernel(const struct ctl_config *cfg)
 		net_sock_close(&run.sock);
 		return EXIT_FAILURE;
 	}
+	if (start_admin(&run.rt, cfg) < 0) {
+		rt_fini(&run.rt);
+		net_sock_close(&run.sock);
+		return EXIT_FAILURE;
+	}
 	say_ready(cfg, "kernel UDP socket");
 	kernel_main(&run);
 	printf("surge-router: stopping\n");
+	rt_admin_stop(&run.rt);
 	rt_dump_stats(&run.rt, stdout);
 	rt_fini(&run.rt);
 	net_sock_close(&run.sock);
@@ -334,6 +354,10 @@ int main(int argc, char **argv)
 		goto out_close_port;
 	}
 
+	if (start_admin(&run.rt, &cfg) < 0) {
+		rt_fini(&run.rt);
+		goto out_close_port;
+	}
 	snprintf(err, sizeof(err), "dpdk port %u, mac %02x:%02x:%02x:%02x:%02x:%02x", cfg.port_id,
 	         run.port.mac[0], run.port.mac[1], run.port.mac[2], run.port.mac[3],
 	         run.port.mac[4], run.port.mac[5]);
@@ -351,6 +375,7 @@ int main(int argc, char **argv)
 	}
 
 	printf("surge-router: stopping\n");
+	rt_admin_stop(&run.rt);
 	rt_dump_stats(&run.rt, stdout);
 	rt_fini(&run.rt);
 	status = EXIT_SUCCESS;

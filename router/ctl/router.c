@@ -1042,6 +1042,7 @@ void rt_tick(struct rt_router *rt)
 	uint32_t timeout = rt->cfg->gateway_timeout_ms;
 
 	rt_store_poll(rt);
+	rt_admin_serve(rt);
 	for (uint32_t i = 0; i < rt->nb_gws; i++) {
 		struct rt_gateway *gw = &rt->gws[i];
 
@@ -1214,6 +1215,7 @@ void rt_dump_stats(const struct rt_router *rt, FILE *out)
 	fprintf(out, "surge_arp_replies_total %" PRIu64 "\n", rt->arp_replies);
 	fprintf(out, "surge_icmp_replies_total %" PRIu64 "\n", rt->icmp_replies);
 	fprintf(out, "surge_gateway_resyncs_total %" PRIu64 "\n", rt->gw_resyncs);
+	fprintf(out, "surge_admin_erasures_total %" PRIu64 "\n", rt->admin_erasures);
 	for (int i = 1; i < NET_DROP_MAX; i++)
 		fprintf(out, "surge_drops_total{layer=\"net\",reason=\"%s\"} %" PRIu64 "\n",
 		        net_drop_reason_name((enum net_drop_reason)i), rt->net_drops[i]);

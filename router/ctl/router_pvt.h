@@ -124,6 +124,8 @@ struct rt_router {
 	uint64_t rx_datagrams;      /* UDP datagrams for us */
 	uint64_t arp_replies;
 	uint64_t icmp_replies;
+	struct rt_admin *admin;  /* the admin endpoint's mailbox, or NULL (admin.c) */
+	uint64_t admin_erasures; /* customers erased on request, tombstone durable */
 };
 
 /*
@@ -197,6 +199,25 @@ void rt_history_answer(struct rt_router *rt, uint32_t gw_id, const char *agent_i
                        const struct store_msg *msgs, uint32_t n);
 /* The store's counters, Prometheus text. */
 void rt_store_dump(const struct rt_router *rt, FILE *out);
+
+/*
+ * Erase customer now (the admin endpoint): the tombstone appended through this
+ * worker's producer (*ticket: durable means done), the customer gone from the
+ * worker's history at once. 0, or -EROFS when the store did not take it.
+ */
+int rt_store_erase_live(struct rt_router *rt, const char *customer, uint64_t *ticket);
+
+/* ---- the admin endpoint (admin.c) ---- */
+
+/*
+ * Serve HTTP on 127.0.0.1:port on a thread of its own (port 0: nothing).
+ * 0, -ENOMEM, or -EADDRINUSE (could not listen).
+ */
+int rt_admin_start(struct rt_router *rt, uint16_t port);
+/* Stop the endpoint (after the worker stopped ticking). */
+void rt_admin_stop(struct rt_router *rt);
+/* The worker's side, every tick: run what the endpoint asked, answer when done. */
+void rt_admin_serve(struct rt_router *rt);
 
 /* Write every counter in Prometheus text format. */
 void rt_dump_stats(const struct rt_router *rt, FILE *out);

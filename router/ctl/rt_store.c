@@ -681,6 +681,22 @@ bool rt_store_refuses(const struct rt_router *rt)
 	return rt->store && rt->store_failed;
 }
 
+int rt_store_erase_live(struct rt_router *rt, const char *customer, uint64_t *ticket)
+{
+	struct store_event ev = {.type = STORE_REC_ERASE,
+	                         .ts_ms = rt->now_ms,
+	                         .customer = {customer, (uint32_t)strlen(customer)}};
+
+	if (!rt->store || rt->store_failed)
+		return -EROFS;
+	rt_append(rt, &ev);
+	if (rt->store_failed)
+		return -EROFS;
+	*ticket = rt->store_ticket;
+	store_history_erase(rt->history, ev.customer);
+	return 0;
+}
+
 /* ---- history ------------------------------------------------------------------- */
 
 uint32_t rt_store_history(const struct rt_router *rt, struct disp_str customer,

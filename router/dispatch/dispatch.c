@@ -2454,6 +2454,21 @@ int disp_session_serving(const struct disp_engine *e, uint64_t session_id, struc
 	return 0;
 }
 
+uint32_t disp_customer_sessions(const struct disp_engine *e, struct disp_str customer_id)
+{
+	uint32_t n = 0;
+
+	if (!e || customer_id.len == 0 || customer_id.len >= DISP_NAME_MAX)
+		return 0;
+	for (uint32_t si = 0; si < e->s_bump; si++) {
+		const struct session *s = &e->sessions[si];
+
+		if (s->state != SESS_FREE && str_is(sc(e, s)->cid, sc(e, s)->cid_len, customer_id))
+			n++;
+	}
+	return n;
+}
+
 size_t disp_footprint(const struct disp_engine *e)
 {
 	return e ? e->footprint : 0;

@@ -635,6 +635,12 @@ int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id
 int disp_session_serving(const struct disp_engine *e, uint64_t session_id, struct disp_str agent_id,
                          struct disp_str *customer);
 
+/*
+ * How many open sessions (queued, assigned or in wrap-up) customer_id has.
+ * O(sessions): a scan, for rare administrative calls (erasure), not requests.
+ */
+uint32_t disp_customer_sessions(const struct disp_engine *e, struct disp_str customer_id);
+
 /* Bytes the engine allocated at creation (it allocates nothing afterwards). */
 size_t disp_footprint(const struct disp_engine *e);
 

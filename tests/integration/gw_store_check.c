@@ -427,6 +427,68 @@ static int phase_erased(const char *state)
 	return 0;
 }
 
+/*
+ * Before an erasure on request with the router running: cust-4 has one
+ * consultation, ended and closed, and no open session. Its id goes to state.
+ */
+static int phase_live(const char *state)
+{
+	const struct event *e;
+	unsigned mark = nb_events;
+	uint64_t s;
+	FILE *f;
+
+	itest_login(agw, "alice", "general", 8);
+	itest_open(cgw, 21, "cust-4", "general", SURGE__V1__CHANNEL__WEB, "my coupon");
+	s = opened(21, mark);
+	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ASSIGNED, s, 0, mark);
+	check(s != 0 && e != NULL, "cust-4's session is assigned");
+	itest_agent_says(agw, s, "alice", 1, "here is a new one", false);
+	mark = nb_events;
+	itest_end(cgw, s, SURGE__V1__RATING__SATISFIED);
+	check(wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_SESSION_CLOSED, s, 0, mark) != NULL,
+	      "cust-4 ended it");
+	agent_close(s, "coupon reissued");
+	check(wait_acked(), "everything acknowledged");
+	f = fopen(state, "w");
+	if (!f)
+		return 1;
+	fprintf(f, "%" PRIu64 "\n", s);
+	fclose(f);
+	return 0;
+}
+
+/* After POST /api/v1/erase?customer=cust-4, the router running, and again after a crash. */
+static int phase_live_erased(const char *state)
+{
+	const struct event *e;
+	unsigned mark = nb_events;
+	uint64_t past = 0, s;
+	FILE *f = fopen(state, "r");
+
+	if (!f || fscanf(f, "%" SCNu64, &past) != 1) {
+		check(false, "state file of the live phase");
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	fclose(f);
+	itest_login(agw, "alice", "general", 8);
+	itest_open(cgw, 22, "cust-4", "general", SURGE__V1__CHANNEL__WEB, "me again");
+	s = opened(22, mark);
+	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ASSIGNED, s, 0, mark);
+	check(e != NULL && e->nb_history == 0,
+	      "erased on request: cust-4's new session comes with no history");
+	mark = nb_events;
+	history_request(s, past);
+	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ERROR, 0, 0, mark);
+	check(e != NULL && e->code == SURGE__V1__ERROR_CODE__FORBIDDEN,
+	      "and its past transcript is refused");
+	/* Left open: ended, it would be history again for the run after a restart. */
+	check(wait_acked(), "everything acknowledged");
+	return 0;
+}
+
 /* After the disk was freed and the router restarted: new sessions are taken and acknowledged. */
 static int phase_open(void)
 {
@@ -463,10 +525,11 @@ int main(int argc, char **argv)
 	}
 	if (!itest_args_ok(&a) || !phase ||
 	    ((strcmp(phase, "before") == 0 || strcmp(phase, "after") == 0 ||
-	      strcmp(phase, "erased") == 0) &&
+	      strcmp(phase, "erased") == 0 || strcmp(phase, "live") == 0 ||
+	      strcmp(phase, "live-erased") == 0) &&
 	     !state)) {
 		fprintf(stderr, "usage: gw_store_check --router IP[:PORT] --phase "
-		                "before|after|full|open [--state FILE]\n");
+		                "before|after|erased|live|live-erased|full|open [--state FILE]\n");
 		return 2;
 	}
 	cgw = gw_open(a.cgw, &a.router, NULL);
@@ -486,6 +549,10 @@ int main(int argc, char **argv)
 		rc = phase_after(state);
 	else if (strcmp(phase, "erased") == 0)
 		rc = phase_erased(state);
+	else if (strcmp(phase, "live") == 0)
+		rc = phase_live(state);
+	else if (strcmp(phase, "live-erased") == 0)
+		rc = phase_live_erased(state);
 	else if (strcmp(phase, "open") == 0)
 		rc = phase_open();
 	else

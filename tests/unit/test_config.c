@@ -172,6 +172,7 @@ static void check_example(const struct ctl_config *c)
 	assert_int_equal(c->gateway_timeout_ms, 30000);
 	assert_int_equal(c->stats_interval_ms, 0);
 	assert_int_equal(c->log_level, 2);
+	assert_int_equal(c->admin_port, 0);
 
 	assert_int_equal(c->nb_gateways, 2);
 	assert_int_equal(c->gateways[0].id, 1);
@@ -328,6 +329,7 @@ static void test_every_key_lands(void **state)
 	        "  gateway_timeout_ms: 2000\n"
 	        "  stats_interval_ms: 3000\n"
 	        "log: {level: debug}\n"
+	        "admin: {port: 65535}\n"
 	        "gateways:\n"
 	        "  - id: 4294967295\n"
 	        "    name: abcdefghijklmnopqrstuvwxyz01234\n" /* 31 bytes: the most */
@@ -408,6 +410,7 @@ static void test_every_key_lands(void **state)
 	assert_int_equal(cfg.gateway_timeout_ms, 2000);
 	assert_int_equal(cfg.stats_interval_ms, 3000);
 	assert_int_equal(cfg.log_level, 3);
+	assert_int_equal(cfg.admin_port, 65535);
 
 	assert_int_equal(cfg.nb_gateways, 4);
 	assert_int_equal(cfg.gateways[0].id, UINT32_MAX);
@@ -1098,6 +1101,7 @@ static const char *const all_keys[] = {
         "timers.gateway_timeout_ms",
         "timers.stats_interval_ms",
         "log.level",
+        "admin.port",
         "store.dir",
         "store.durability",
         "store.commit_delay_us",
