@@ -24,13 +24,23 @@
  *    the start of every request and tick, so with one worker an arrival is
  *    placed at once. Other lcores may push into the rings later (the hint
  *    counter tells the owner to look).
- *  - who can take a session: per skill, a heap of the agents eligible now
- *    (READY, load < capacity), ordered by the skill's strategy; each entry
- *    carries a copy of the agent's key, so sifting reads the heap only. The
- *    heaps are 4-ary (half the depth, half the cache lines at 100k agents),
- *    except for random, which picks a uniform heap index and stays binary.
- *    Changing an agent's load or state re-files it in the heaps of its k
- *    skills, in place when it stays eligible: O(k log n).
+ *  - who can take a session: per skill, the agents eligible now (READY,
+ *    load < capacity), ordered by the skill's strategy. A least-loaded skill
+ *    keeps one FIFO list per load value (0 .. CAP_MAX-1), linked through the
+ *    agents' places (struct ask), and a two-level bitmap of the non-empty
+ *    ones: the best agent is the head of the lowest non-empty list, and
+ *    re-filing an agent whose load changed unlinks it and appends it to the
+ *    tail of its new load's list, O(1) and about three cache lines where a
+ *    heap walked two paths at 100k agents. The lists stay in load_since
+ *    order because load_since is set to the engine's (clamped,
+ *    non-decreasing) now whenever the load changes or the agent becomes
+ *    eligible; so ties of load and load_since (the same millisecond) go in
+ *    the order of those events, where the heap ordered them by agent index.
+ *    Every other strategy keeps a heap, each entry carrying a copy of the
+ *    agent's key so sifting reads the heap only; 4-ary (half the depth, half
+ *    the cache lines), except for random, which picks a uniform heap index
+ *    and stays binary. Changing an agent's load or state re-files it in its
+ *    k skills, in place when it stays eligible: O(k log n) with heaps.
  *  - an agent with a free slot takes the best waiting session across its
  *    skills and the groups overflowing into them whose class heads have
  *    waited long enough: highest priority class first, then the oldest
@@ -136,8 +146,9 @@ struct skill {
 	uint32_t q_ticket[NB_PRIO]; /* next back ticket */
 	uint32_t q_count;
 	uint32_t q_mask;
-	struct hent *heap; /* eligible agents, best first */
-	uint32_t heap_n;
+	struct hent *heap;   /* eligible agents, best first (not least-loaded) */
+	struct ll_lists *ll; /* eligible agents by load (least-loaded only) */
+	uint32_t elig_n;     /* eligible agents: the heap's size or the lists' entries */
 	uint32_t rr_counter;
 	uint16_t ov_to[DISP_MAX_OVERFLOW]; /* overflow targets, resolved */
 	uint32_t in_first, in_n;           /* inflows: e->inflows[in_first .. +in_n) */
@@ -165,6 +176,24 @@ struct hent {
 	uint32_t load;
 	uint32_t ai;
 };
+
+/*
+ * A least-loaded skill's eligible agents: per load, a FIFO linked through
+ * struct ask (head and tail side by side: appending or unlinking touches one
+ * line of them), and which loads are non-empty, a bit per load and a bit per
+ * word of those, so the lowest non-empty load is two ctz away.
+ */
+struct ll_end {
+	uint32_t head, tail;
+};
+
+struct ll_lists {
+	uint64_t summary; /* bit w: nonempty[w] != 0 */
+	uint64_t nonempty[CAP_MAX / 64];
+	struct ll_end end[CAP_MAX];
+};
+
+_Static_assert(CAP_MAX % 64 == 0 && CAP_MAX / 64 <= 64, "one summary word");
 
 /* A group that overflows into a skill: its sessions may be taken after after_ms. */
 struct inflow {
@@ -208,7 +237,7 @@ struct agent {
 	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
 	uint8_t state;        /* enum disp_agent_state */
 	uint8_t id_len;
-	bool listed; /* in its skills' heaps */
+	bool listed; /* among its skills' eligible agents */
 	bool idle_alerted, break_alerted;
 	bool restored;        /* held sessions at a restart and has not logged in since:
 	                         its hb_timer is the deadline to come back */
@@ -241,12 +270,21 @@ struct agent_cold {
 	struct disp_timer hb_timer;
 };
 
-/* Agent a's place in skill s: ask[a * nb_skills + s]. */
+/*
+ * Agent a's place in skill s: ask[a * nb_skills + s]. 16 bytes, so that one
+ * never straddles two lines (level is squeezed beside pos for that).
+ */
+#define POS_NIL ((1u << 29) - 1)
+
 struct ask {
-	uint32_t pos;  /* heap index, NIL when not in it */
-	uint32_t rr;   /* round-robin turn */
-	uint8_t level; /* 0: the agent lacks the skill */
+	uint32_t pos : 29;   /* heap index, or the load listed under; POS_NIL: not listed */
+	uint32_t level : 3;  /* 1..5; 0: the agent lacks the skill */
+	uint32_t prev, next; /* least-loaded: neighbours in its load's list, NIL at the ends */
+	uint32_t rr;         /* round-robin turn */
 };
+
+_Static_assert(sizeof(struct ask) == 16 && AGENTS_MAX < POS_NIL && CAP_MAX < POS_NIL,
+               "four a line; pos holds a heap index or a load");
 
 struct bl_entry {
 	uint64_t msg_id;
@@ -332,6 +370,7 @@ struct disp_engine {
 	uint32_t skill_hash_mask;
 	struct inflow *inflows;
 	struct hent *heaps;
+	struct ll_lists *lls; /* the least-loaded skills' */
 	void *ring_mem;
 	atomic_uint ring_hint; /* pushes not drained yet */
 
@@ -545,7 +584,7 @@ static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 		__builtin_prefetch(p + off);
 }
 
-/* Also its heap places: re-filing it after a change of load reads them. */
+/* Also its places in its skills: re-filing it after a change of load reads them. */
 static void agent_prefetch_all(const struct disp_engine *e, uint32_t ai)
 {
 	agent_prefetch(e, ai);
@@ -903,7 +942,7 @@ static void q_remove(struct disp_engine *e, uint32_t si)
 	skill_dirty(k);
 }
 
-/* ---- agents: eligibility heaps ------------------------------------------- */
+/* ---- agents: who is eligible (heaps, per-load lists) --------------------- */
 
 static bool agent_online(enum disp_agent_state st)
 {
@@ -990,18 +1029,13 @@ static void heap_set(struct disp_engine *e, uint32_t s, uint32_t i, const struct
 	ask_of(e, h->ai, s)->pos = i;
 }
 
-/*
- * The sifts are written once and instantiated per strategy (always_inline
- * with a constant st), so the default strategy's comparisons are straight
- * code, not a switch per comparison.
- */
-#define HEAP_INLINE static inline __attribute__((always_inline))
-
 /* Sift the entry at i up; returns where it ends. */
-HEAP_INLINE uint32_t heap_up_st(struct disp_engine *e, uint32_t s, uint32_t i,
-                                enum disp_strategy st, uint32_t sh)
+static uint32_t heap_up(struct disp_engine *e, uint32_t s, uint32_t i)
 {
-	struct hent *h = e->skills[s].heap, x = h[i];
+	const struct skill *k = &e->skills[s];
+	enum disp_strategy st = k->conf.strategy;
+	uint32_t sh = heap_shift(k);
+	struct hent *h = k->heap, x = h[i];
 
 	while (i > 0) {
 		uint32_t p = (i - 1) >> sh;
@@ -1021,12 +1055,13 @@ HEAP_INLINE uint32_t heap_up_st(struct disp_engine *e, uint32_t s, uint32_t i,
  * an assignment goes nearly to the bottom, so this costs one comparison per
  * level fewer than the textbook sift; it ends in the same place.
  */
-HEAP_INLINE void heap_down_st(struct disp_engine *e, uint32_t s, uint32_t i, enum disp_strategy st,
-                              uint32_t sh)
+static void heap_down(struct disp_engine *e, uint32_t s, uint32_t i)
 {
-	struct skill *k = &e->skills[s];
+	const struct skill *k = &e->skills[s];
+	enum disp_strategy st = k->conf.strategy;
+	uint32_t sh = heap_shift(k);
 	struct hent *h = k->heap, x = h[i], cur;
-	uint32_t j = i, n = k->heap_n;
+	uint32_t j = i, n = k->elig_n;
 
 	for (;;) {
 		uint32_t c = (j << sh) + 1, end;
@@ -1053,33 +1088,14 @@ HEAP_INLINE void heap_down_st(struct disp_engine *e, uint32_t s, uint32_t i, enu
 	heap_set(e, s, i, &cur);
 }
 
-static uint32_t heap_up(struct disp_engine *e, uint32_t s, uint32_t i)
-{
-	const struct skill *k = &e->skills[s];
-
-	if (k->conf.strategy == DISP_STRATEGY_LEAST_LOADED)
-		return heap_up_st(e, s, i, DISP_STRATEGY_LEAST_LOADED, 2);
-	return heap_up_st(e, s, i, k->conf.strategy, heap_shift(k));
-}
-
-static void heap_down(struct disp_engine *e, uint32_t s, uint32_t i)
-{
-	const struct skill *k = &e->skills[s];
-
-	if (k->conf.strategy == DISP_STRATEGY_LEAST_LOADED)
-		heap_down_st(e, s, i, DISP_STRATEGY_LEAST_LOADED, 2);
-	else
-		heap_down_st(e, s, i, k->conf.strategy, heap_shift(k));
-}
-
 static void heap_insert(struct disp_engine *e, uint32_t s, uint32_t ai)
 {
 	struct skill *k = &e->skills[s];
 
-	k->heap[k->heap_n] = hent_key(e, s, ai);
-	ask_of(e, ai, s)->pos = k->heap_n;
-	k->heap_n++;
-	heap_up(e, s, k->heap_n - 1);
+	k->heap[k->elig_n] = hent_key(e, s, ai);
+	ask_of(e, ai, s)->pos = k->elig_n;
+	k->elig_n++;
+	heap_up(e, s, k->elig_n - 1);
 }
 
 static void heap_remove(struct disp_engine *e, uint32_t s, uint32_t ai)
@@ -1089,9 +1105,9 @@ static void heap_remove(struct disp_engine *e, uint32_t s, uint32_t ai)
 	uint32_t i = q->pos;
 	struct hent last;
 
-	q->pos = NIL;
-	last = k->heap[--k->heap_n];
-	if (i == k->heap_n)
+	q->pos = POS_NIL;
+	last = k->heap[--k->elig_n];
+	if (i == k->elig_n)
 		return;
 	heap_set(e, s, i, &last);
 	/* Up or down, never both: a sift down from i would first walk to a leaf for nothing. */
@@ -1111,6 +1127,81 @@ static void heap_update(struct disp_engine *e, uint32_t s, uint32_t ai)
 		heap_down(e, s, i);
 }
 
+/* Agent ai at the tail of the list of its load in least-loaded skill s. */
+static void ll_append(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	struct skill *k = &e->skills[s];
+	struct ll_lists *l = k->ll;
+	uint32_t load = e->agents[ai].load;
+	struct ll_end *end = &l->end[load];
+	struct ask *q = ask_of(e, ai, s);
+
+	q->pos = load;
+	q->prev = end->tail;
+	q->next = NIL;
+	if (end->tail != NIL) {
+		ask_of(e, end->tail, s)->next = ai;
+	} else {
+		end->head = ai;
+		l->nonempty[load / 64] |= 1ull << (load % 64);
+		l->summary |= 1ull << (load / 64);
+	}
+	end->tail = ai;
+	k->elig_n++;
+}
+
+static void ll_unlink(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	struct skill *k = &e->skills[s];
+	struct ll_lists *l = k->ll;
+	struct ask *q = ask_of(e, ai, s);
+	uint32_t load = q->pos;
+	struct ll_end *end = &l->end[load];
+
+	if (q->prev != NIL)
+		ask_of(e, q->prev, s)->next = q->next;
+	else
+		end->head = q->next;
+	if (q->next != NIL)
+		ask_of(e, q->next, s)->prev = q->prev;
+	else
+		end->tail = q->prev;
+	if (end->head == NIL) {
+		l->nonempty[load / 64] &= ~(1ull << (load % 64));
+		if (!l->nonempty[load / 64])
+			l->summary &= ~(1ull << (load / 64));
+	}
+	q->pos = POS_NIL;
+	q->prev = q->next = NIL;
+	k->elig_n--;
+}
+
+static uint32_t ll_best(const struct ll_lists *l)
+{
+	uint32_t w;
+
+	if (!l->summary)
+		return NIL;
+	w = (uint32_t)__builtin_ctzll(l->summary);
+	return l->end[w * 64 + (uint32_t)__builtin_ctzll(l->nonempty[w])].head;
+}
+
+static void elig_insert(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	if (e->skills[s].conf.strategy == DISP_STRATEGY_LEAST_LOADED)
+		ll_append(e, s, ai);
+	else
+		heap_insert(e, s, ai);
+}
+
+static void elig_remove(struct disp_engine *e, uint32_t s, uint32_t ai)
+{
+	if (e->skills[s].conf.strategy == DISP_STRATEGY_LEAST_LOADED)
+		ll_unlink(e, s, ai);
+	else
+		heap_remove(e, s, ai);
+}
+
 static void agent_unlist(struct disp_engine *e, uint32_t ai)
 {
 	struct agent *a = &e->agents[ai];
@@ -1119,13 +1210,13 @@ static void agent_unlist(struct disp_engine *e, uint32_t ai)
 	if (!a->listed)
 		return;
 	for (uint32_t i = 0; i < a->nb_skills; i++)
-		heap_remove(e, sk[i], ai);
+		elig_remove(e, sk[i], ai);
 	a->listed = false;
 }
 
 static void agent_arm_clock(struct disp_engine *e, uint32_t ai, uint64_t now);
 
-/* File the agent where its state and load say: in its skills' heaps or not. */
+/* File the agent where its state and load say: among its skills' eligible agents or not. */
 static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 {
 	struct agent *a = &e->agents[ai];
@@ -1135,16 +1226,29 @@ static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 	if (was && agent_offered(a)) {
 		/*
 		 * Still eligible, only its key changed: re-file it in place. The
-		 * order is total (ties end on the agent index), so the best agent is
-		 * the same as after a removal and an insertion; a random pick reads
-		 * the heap's layout, so those heaps still take the long way.
+		 * heaps' order is total (ties end on the agent index), so the best
+		 * agent is the same as after a removal and an insertion; a random
+		 * pick reads the heap's layout, so those heaps still take the long
+		 * way. In a least-loaded skill an agent whose load is what it is
+		 * listed under has kept its load_since too (the two change
+		 * together), so it stays; otherwise its load_since is now, the
+		 * latest of all, and the tail is its place.
 		 */
 		for (uint32_t i = 0; i < a->nb_skills; i++) {
-			if (e->skills[sk[i]].conf.strategy == DISP_STRATEGY_RANDOM) {
+			switch (e->skills[sk[i]].conf.strategy) {
+			case DISP_STRATEGY_LEAST_LOADED:
+				if (ask_of(e, ai, sk[i])->pos != a->load) {
+					ll_unlink(e, sk[i], ai);
+					ll_append(e, sk[i], ai);
+				}
+				break;
+			case DISP_STRATEGY_RANDOM:
 				heap_remove(e, sk[i], ai);
 				heap_insert(e, sk[i], ai);
-			} else {
+				break;
+			default:
 				heap_update(e, sk[i], ai);
+				break;
 			}
 		}
 		return;
@@ -1161,7 +1265,7 @@ static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 		}
 	}
 	for (uint32_t i = 0; i < a->nb_skills; i++)
-		heap_insert(e, sk[i], ai);
+		elig_insert(e, sk[i], ai);
 	a->listed = true;
 }
 
@@ -1169,10 +1273,12 @@ static uint32_t best_agent(struct disp_engine *e, uint32_t s)
 {
 	const struct skill *k = &e->skills[s];
 
-	if (k->heap_n == 0)
+	if (k->elig_n == 0)
 		return NIL;
+	if (k->conf.strategy == DISP_STRATEGY_LEAST_LOADED)
+		return ll_best(k->ll);
 	if (k->conf.strategy == DISP_STRATEGY_RANDOM)
-		return k->heap[xorshift(e) % k->heap_n].ai;
+		return k->heap[xorshift(e) % k->elig_n].ai;
 	return k->heap[0].ai;
 }
 
@@ -2240,16 +2346,20 @@ static void *zalloc_aligned(struct disp_engine *e, size_t n, size_t size, size_t
 
 static int skills_init(struct disp_engine *e, const struct disp_conf *conf)
 {
-	uint32_t hs = pow2_at_least(2 * e->nb_skills), nin = 0;
+	uint32_t hs = pow2_at_least(2 * e->nb_skills), nin = 0, nll = 0, nheap = 0;
 	size_t rs = disp_ring_size(RING_SIZE);
 
+	for (uint32_t i = 0; i < e->nb_skills; i++)
+		nll += conf->skills[i].strategy == DISP_STRATEGY_LEAST_LOADED;
 	e->skills = zalloc(e, e->nb_skills, sizeof(*e->skills));
 	e->skill_hash = zalloc(e, hs, sizeof(*e->skill_hash));
 	e->inflows = zalloc(e, (size_t)e->nb_skills * DISP_MAX_OVERFLOW, sizeof(*e->inflows));
-	e->heaps = zalloc(e, (size_t)e->nb_skills * e->max_agents, sizeof(*e->heaps));
+	e->heaps = zalloc(e, (size_t)(e->nb_skills - nll) * e->max_agents, sizeof(*e->heaps));
+	e->lls = zalloc(e, nll, sizeof(*e->lls));
 	e->ring_mem = aligned_alloc(64, rs * e->nb_skills);
-	if (!e->skills || !e->skill_hash || !e->inflows || !e->heaps || !e->ring_mem)
+	if (!e->skills || !e->skill_hash || !e->inflows || !e->heaps || !e->lls || !e->ring_mem)
 		return -ENOMEM;
+	nll = 0;
 	e->footprint += rs * e->nb_skills;
 	e->skill_hash_mask = hs - 1;
 	for (uint32_t i = 0; i < e->nb_skills; i++) {
@@ -2269,7 +2379,13 @@ static int skills_init(struct disp_engine *e, const struct disp_conf *conf)
 		c->hold_max_ms = or_default(c->hold_max_ms, DEF_HOLD_MAX_MS);
 		c->idle_alert_ms = or_default(c->idle_alert_ms, DEF_IDLE_ALERT_MS);
 		c->eta_step_ms = or_default(c->eta_step_ms, DEF_ETA_STEP_MS);
-		k->heap = &e->heaps[(size_t)i * e->max_agents];
+		if (c->strategy == DISP_STRATEGY_LEAST_LOADED) {
+			k->ll = &e->lls[nll++];
+			for (uint32_t l = 0; l < CAP_MAX; l++)
+				k->ll->end[l].head = k->ll->end[l].tail = NIL;
+		} else {
+			k->heap = &e->heaps[(size_t)nheap++ * e->max_agents];
+		}
 		k->mean_handle_ms = DEF_MEAN_HANDLE_MS;
 		k->scan_si = NIL;
 		k->ring = disp_ring_init((char *)e->ring_mem + rs * i, RING_SIZE);
@@ -2335,6 +2451,7 @@ static void engine_free(struct disp_engine *e)
 	free(e->skill_hash);
 	free(e->inflows);
 	free(e->heaps);
+	free(e->lls);
 	free(e->ring_mem);
 	free(e);
 }
@@ -2562,7 +2679,7 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 		seen[s / 8] |= (uint8_t)(1u << (s % 8));
 		sk[a->nb_skills++] = (uint16_t)s;
 		ask_of(e, ai, s)->level = (uint8_t)(lv < 1 ? 1 : lv > 5 ? 5 : lv);
-		ask_of(e, ai, s)->pos = NIL;
+		ask_of(e, ai, s)->pos = POS_NIL;
 		/* Joins the round at its end. */
 		ask_of(e, ai, s)->rr = ++e->skills[s].rr_counter;
 	}
@@ -2763,10 +2880,10 @@ static bool agent_at_hand(const struct disp_engine *e, uint32_t s)
 {
 	const struct skill *k = &e->skills[s];
 
-	if (k->heap_n)
+	if (k->elig_n)
 		return true;
 	for (uint32_t i = 0; i < k->conf.nb_overflow && k->conf.overflow[i].after_ms == 0; i++)
-		if (e->skills[k->ov_to[i]].heap_n)
+		if (e->skills[k->ov_to[i]].elig_n)
 			return true;
 	return false;
 }
@@ -3624,6 +3741,45 @@ int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id
 			return -__LINE__;                                                          \
 	} while (0)
 
+/* A least-loaded skill's lists: every entry eligible and where its load says, in load_since order.
+ */
+static int check_lists(const struct disp_engine *e, uint32_t k)
+{
+	const struct ll_lists *l = e->skills[k].ll;
+	uint32_t total = 0;
+
+	CHECK(l && !e->skills[k].heap);
+	for (uint32_t w = 0; w < CAP_MAX / 64; w++) {
+		CHECK(((l->summary >> w) & 1) == (l->nonempty[w] != 0));
+		for (uint32_t b = 0; b < 64; b++) {
+			uint32_t load = w * 64 + b, n = 0, prev = NIL;
+			const struct ll_end *end = &l->end[load];
+			uint64_t last = 0;
+
+			CHECK(((l->nonempty[w] >> b) & 1) == (end->head != NIL));
+			for (uint32_t ai = end->head; ai != NIL;
+			     ai = e->ask[(size_t)ai * e->nb_skills + k].next) {
+				const struct ask *q = &e->ask[(size_t)ai * e->nb_skills + k];
+				const struct agent *a;
+
+				CHECK(ai < e->nb_agents && n < e->nb_agents);
+				a = &e->agents[ai];
+				CHECK(q->prev == prev && q->pos == load && q->level != 0);
+				CHECK(agent_offered(a) && a->listed && a->load == load);
+				CHECK(a->load_since >= last);
+				last = a->load_since;
+				prev = ai;
+				n++;
+			}
+			CHECK(end->tail == prev);
+			total += n;
+		}
+	}
+	CHECK(l->summary >> (CAP_MAX / 64) == 0);
+	CHECK(total == e->skills[k].elig_n);
+	return 0;
+}
+
 static int check_queues(const struct disp_engine *e, uint32_t *walked)
 {
 	for (uint32_t k = 0; k < e->nb_skills; k++) {
@@ -3659,8 +3815,16 @@ static int check_queues(const struct disp_engine *e, uint32_t *walked)
 		CHECK(total == sk->q_count);
 		*walked += total;
 		/* Nobody waits while an agent of the skill has room. */
-		CHECK(total == 0 || sk->heap_n == 0);
-		for (uint32_t i = 0; i < sk->heap_n; i++) {
+		CHECK(total == 0 || sk->elig_n == 0);
+		if (sk->conf.strategy == DISP_STRATEGY_LEAST_LOADED) {
+			int rc = check_lists(e, k);
+
+			if (rc)
+				return rc;
+			continue;
+		}
+		CHECK(sk->heap && !sk->ll);
+		for (uint32_t i = 0; i < sk->elig_n; i++) {
 			const struct hent *h = &sk->heap[i];
 			struct hent now;
 			uint32_t ai = h->ai;
@@ -3725,7 +3889,7 @@ int disp_check_invariants(const struct disp_engine *e)
 			const struct ask *q = &e->ask[(size_t)ai * S + sk[i]];
 
 			CHECK(q->level >= 1 && q->level <= 5);
-			CHECK(a->listed == (q->pos != NIL));
+			CHECK(a->listed == (q->pos != POS_NIL));
 			if (agent_online(a->state)) {
 				online[sk[i]]++;
 				ocap[sk[i]] += a->cap;
@@ -3753,7 +3917,7 @@ int disp_check_invariants(const struct disp_engine *e)
 
 		CHECK(sk->online == online[k] && sk->ready == rdy[k] && sk->on_break == brk[k]);
 		CHECK(sk->online_cap == ocap[k]);
-		listed -= sk->heap_n;
+		listed -= sk->elig_n;
 		CHECK(sk->fig.answered_in_target <= sk->fig.answered);
 	}
 	CHECK(listed == 0);

@@ -1295,6 +1295,44 @@ static void test_strategy_longest_idle(void **state)
 	done2(e);
 }
 
+/*
+ * least-loaded: the lowest load first; within a load, the agent whose load
+ * changed (or who became eligible) earliest; within the same millisecond,
+ * in the order of those changes, not of the agents' ids or indexes.
+ */
+static void test_strategy_least_loaded_order(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}}; /* least-loaded: the default */
+	struct disp_engine *e = make2(sk, 1, 0);
+	uint64_t s[3];
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 3, 100);
+	login2(e, GW_WB1, "b", "x", 3, 100);
+	login2(e, GW_WB1, "c", "x", 3, 100);
+	for (unsigned i = 0; i < 3; i++) {
+		clear_recs();
+		s[i] = open2(e, i + 1, "x", 0, 200);
+		assert_string_equal(assignee(s[i]), i == 0 ? "a" : i == 1 ? "b" : "c");
+	}
+	/* All at 1 since 200. In one millisecond c's load falls to 0, then a's. */
+	assert_int_equal(close2(e, GW_WB1, s[2], "c", 300), 0);
+	assert_int_equal(close2(e, GW_WB1, s[0], "a", 300), 0);
+	clear_recs();
+	/* 0 beats 1 although b's load is older; c before a: its change came first. */
+	assert_string_equal(assignee(open2(e, 10, "x", 0, 400)), "c");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 11, "x", 0, 400)), "a");
+	/* All at 1 again: b's since 200, then c and a (400, in that order). */
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 12, "x", 0, 500)), "b");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 13, "x", 0, 500)), "c");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 14, "x", 0, 500)), "a");
+	done2(e);
+}
+
 static void test_strategy_round_robin(void **state)
 {
 	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_ROUND_ROBIN}};
@@ -2324,6 +2362,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_transfer_consent, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_too_many_agents, setup, teardown),
 	        cmocka_unit_test(test_strategy_longest_idle),
+	        cmocka_unit_test(test_strategy_least_loaded_order),
 	        cmocka_unit_test(test_strategy_round_robin),
 	        cmocka_unit_test(test_strategy_best_skill),
 	        cmocka_unit_test(test_strategy_fewest_today),
