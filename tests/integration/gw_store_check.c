@@ -438,12 +438,16 @@ static int phase_live(const char *state)
 	uint64_t s;
 	FILE *f;
 
+	/* This process's workbench is alice's address from now: before any Assigned. */
 	itest_login(agw, "alice", "general", 8);
+	check(wait_acked(), "alice logged in");
 	itest_open(cgw, 21, "cust-4", "general", SURGE__V1__CHANNEL__WEB, "my coupon");
 	s = opened(21, mark);
 	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ASSIGNED, s, 0, mark);
 	check(s != 0 && e != NULL, "cust-4's session is assigned");
 	itest_agent_says(agw, s, "alice", 1, "here is a new one", false);
+	check(wait_for(CUSTOMER_GW, SURGE__V1__ENVELOPE__BODY_DELIVER, s, 0, mark) != NULL,
+	      "alice answered");
 	mark = nb_events;
 	itest_end(cgw, s, SURGE__V1__RATING__SATISFIED);
 	check(wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_SESSION_CLOSED, s, 0, mark) != NULL,
@@ -474,11 +478,13 @@ static int phase_live_erased(const char *state)
 	}
 	fclose(f);
 	itest_login(agw, "alice", "general", 8);
+	check(wait_acked(), "alice logged in");
 	itest_open(cgw, 22, "cust-4", "general", SURGE__V1__CHANNEL__WEB, "me again");
 	s = opened(22, mark);
 	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ASSIGNED, s, 0, mark);
 	check(e != NULL && e->nb_history == 0,
-	      "erased on request: cust-4's new session comes with no history");
+	      "erased on request: cust-4's new session comes with no history (%s, %zu)",
+	      e ? "assigned" : "not assigned", e ? e->nb_history : 0);
 	mark = nb_events;
 	history_request(s, past);
 	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ERROR, 0, 0, mark);
