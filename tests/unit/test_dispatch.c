@@ -834,6 +834,28 @@ static void test_agent_close(void **state)
 	             DISP_ERR_MALFORMED, s2);
 }
 
+/* disp_customer_sessions: a customer's open sessions, queued or assigned, by exact id. */
+static void test_customer_sessions(void **state)
+{
+	struct disp_engine *e = *state;
+	uint64_t s1, s2;
+
+	assert_int_equal(disp_customer_sessions(e, S("cust-42")), 0);
+	login(e, GW_WB1, "alice", "presale", 1);
+	open_q(e, GW_WEB, 1, "presale", "q", 10); /* assigned */
+	open_q(e, GW_WEB, 2, "presale", "q", 11); /* queued behind it */
+	s1 = sid_of(1);
+	s2 = sid_of(2);
+	assert_int_equal(disp_customer_sessions(e, S("cust-42")), 2);
+	assert_int_equal(disp_customer_sessions(e, S("cust-4")), 0);
+	assert_int_equal(disp_customer_sessions(e, S("cust-420")), 0);
+	assert_int_equal(disp_customer_sessions(e, S("")), 0);
+	assert_int_equal(disp_session_end(e, GW_WEB, s2, 0, false, S(""), 20), 0);
+	assert_int_equal(disp_customer_sessions(e, S("cust-42")), 1);
+	assert_int_equal(disp_session_end(e, GW_WEB, s1, 1, false, S(""), 30), 0);
+	assert_int_equal(disp_customer_sessions(e, S("cust-42")), 0);
+}
+
 static void test_queue_full_busy(void **state)
 {
 	struct disp_engine *e = *state;
@@ -2349,6 +2371,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_end_while_queued_abandoned, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_end_rating_counted, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_agent_close, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_customer_sessions, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_queue_full_busy, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tenant_and_skill_on_open, setup, teardown),
 	        cmocka_unit_test(test_pool_exhaustion_busy),
