@@ -206,13 +206,13 @@ static void rt_append(struct rt_router *rt, const struct store_event *ev)
 
 /*
  * Agents' figures. The engine owns them; the log keeps a copy of an agent's
- * counters (AGENT_FIGS) after each event that changes them much — its
- * session's end, a transfer, an alert, a state change — so that a restart
- * gives them back. The agents concerned are noted during a request and their
- * figures appended after it (rt_fig_flush: before the frame's GW_ACK, and on
- * every tick for what timers did), once each, read with the getter. What
- * changes between those events (assignments, first replies, time) is caught
- * up by the next one.
+ * counters (AGENT_FIGS) after each event that changes them much — an
+ * assignment, its session's end, a transfer, an alert, a state change — so
+ * that a restart gives them back. The agents concerned are noted during a
+ * request and their figures appended after it (rt_fig_flush: before the
+ * frame's GW_ACK, and on every tick for what timers did), once each, read
+ * with the getter. What changes between those events (first replies, time)
+ * is caught up by the next one.
  */
 static void rt_fig_dirty(struct rt_router *rt, struct disp_str agent)
 {
@@ -265,8 +265,9 @@ static void rt_journal(void *ctx, const struct disp_event *d)
 	if (ev.type == STORE_REC_NONE)
 		return;
 	rt_append(rt, &ev);
-	if (ev.type == STORE_REC_ENDED || ev.type == STORE_REC_TRANSFERRED ||
-	    ev.type == STORE_REC_SLA_ALERT || ev.type == STORE_REC_AGENT_STATE)
+	if (ev.type == STORE_REC_ASSIGNED || ev.type == STORE_REC_ENDED ||
+	    ev.type == STORE_REC_TRANSFERRED || ev.type == STORE_REC_SLA_ALERT ||
+	    ev.type == STORE_REC_AGENT_STATE)
 		rt_fig_dirty(rt, d->agent);
 	if (ev.type == STORE_REC_ENDED)
 		store_history_add(rt->history, &ev);
