@@ -1355,6 +1355,55 @@ static void test_strategy_least_loaded_order(void **state)
 	done2(e);
 }
 
+/*
+ * Two least-loaded skills: the first one's places live in struct agent, the
+ * second's in the ask array; agents in one or both, unlinked from the head,
+ * the middle and the tail of their lists. Invariants after every step.
+ */
+static void test_strategy_least_loaded_two_skills(void **state)
+{
+	struct disp_skill_conf sk[] = {
+	        {.name = "r", .strategy = DISP_STRATEGY_ROUND_ROBIN}, {.name = "x"}, {.name = "y"}};
+	struct disp_engine *e = make2(sk, 3, 0);
+	uint64_t sa, sc, sq;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "y x", 2, 100);
+	login2(e, GW_WB1, "b", "y r", 2, 100);
+	login2(e, GW_WB1, "c", "x y", 2, 100);
+	assert_int_equal(disp_check_invariants(e), 0);
+	clear_recs();
+	sa = open2(e, 1, "y", 0, 200);
+	assert_string_equal(assignee(sa), "a");
+	clear_recs();
+	sc = open2(e, 2, "x", 0, 210);
+	assert_string_equal(assignee(sc), "c");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 3, "y", 0, 220)), "b");
+	assert_int_equal(disp_check_invariants(e), 0);
+	/* All at 1: y lists a, c, b; x lists a, c. c leaves the middle of y, the tail of x. */
+	assert_int_equal(close2(e, GW_WB1, sc, "c", 230), 0);
+	assert_int_equal(disp_check_invariants(e), 0);
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 4, "y", 0, 240)), "c");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 5, "x", 0, 250)), "a"); /* 200 before c's 240 */
+	assert_int_equal(disp_check_invariants(e), 0);
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 6, "y", 0, 260)), "b");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 7, "x", 0, 270)), "c");
+	assert_int_equal(disp_check_invariants(e), 0);
+	/* Everyone full: it waits, and a's close hands it to a. */
+	clear_recs();
+	sq = open2(e, 8, "y", 0, 280);
+	assert_string_equal(assignee(sq), "");
+	clear_recs();
+	assert_int_equal(close2(e, GW_WB1, sa, "a", 290), 0);
+	assert_string_equal(assignee(sq), "a");
+	done2(e);
+}
+
 static void test_strategy_round_robin(void **state)
 {
 	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_ROUND_ROBIN}};
@@ -2386,6 +2435,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_too_many_agents, setup, teardown),
 	        cmocka_unit_test(test_strategy_longest_idle),
 	        cmocka_unit_test(test_strategy_least_loaded_order),
+	        cmocka_unit_test(test_strategy_least_loaded_two_skills),
 	        cmocka_unit_test(test_strategy_round_robin),
 	        cmocka_unit_test(test_strategy_best_skill),
 	        cmocka_unit_test(test_strategy_fewest_today),
