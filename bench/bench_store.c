@@ -364,7 +364,7 @@ static uint64_t run_open(struct store *s, struct store_producer *p, uint64_t tk,
 			done = 0;
 			goto out;
 		}
-wait:
+	wait:
 		/* Asleep until the oldest record is durable or the next burst is due. */
 		if (done < total)
 			store_wait_durable(p, tk + done + 1, next_burst);

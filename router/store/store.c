@@ -109,15 +109,15 @@
 #define RING_HDR  8u      /* {u32 len, u16 type, u16 flags} */
 #define RING_WRAP 0x8000u /* entry flag: skip to the start of the ring */
 
-#define QUEUE_DEPTH       16u
-#define INFLIGHT_POLL_NS  200000ull    /* look at the rings while a big batch is written */
-#define INFLIGHT_POLL_SHARE 16u        /* big: 1/16 of batch_bytes or more */
-#define IDLE_MAX_NS       100000000ull /* longest sleep without a reason to wake */
-#define PREP_NAME         "prep.tmp"   /* the next segment, zero-filled ahead of need */
-#define QUICK_NAME        "quick.tmp"  /* a segment wanted before prep.tmp was ready */
-#define ZERO_CHUNK        (256u << 10)
-#define DEFER_MAX         (256u << 20) /* records taken during a checkpoint, applied after it */
-#define ZERO_PAUSE_MAX_NS 20000000ull  /* 64 MiB in about 5 s when the log is idle */
+#define QUEUE_DEPTH         16u
+#define INFLIGHT_POLL_NS    200000ull    /* look at the rings while a big batch is written */
+#define INFLIGHT_POLL_SHARE 16u          /* big: 1/16 of batch_bytes or more */
+#define IDLE_MAX_NS         100000000ull /* longest sleep without a reason to wake */
+#define PREP_NAME           "prep.tmp"   /* the next segment, zero-filled ahead of need */
+#define QUICK_NAME          "quick.tmp"  /* a segment wanted before prep.tmp was ready */
+#define ZERO_CHUNK          (256u << 10)
+#define DEFER_MAX           (256u << 20) /* records taken during a checkpoint, applied after it */
+#define ZERO_PAUSE_MAX_NS   20000000ull  /* 64 MiB in about 5 s when the log is idle */
 
 enum ud_op { UD_WAKE = 1, UD_WRITE = 2, UD_SYNC = 3, UD_TICK = 4 };
 
