@@ -232,12 +232,38 @@ static int agent_close(uint64_t session, const char *notes)
 	return gw_add(agw, &env);
 }
 
+/* Session ids handed from one phase (one process) to the next, in a file. */
+static int save_ids(const char *state, const uint64_t *ids, unsigned n)
+{
+	FILE *f = fopen(state, "w");
+	int rc = f ? 0 : 1;
+
+	for (unsigned i = 0; f && i < n; i++)
+		if (fprintf(f, "%" PRIu64 "\n", ids[i]) < 0)
+			rc = 1;
+	if (f && fclose(f) != 0)
+		rc = 1;
+	return rc;
+}
+
+static bool load_ids(const char *state, uint64_t *ids, unsigned n)
+{
+	FILE *f = fopen(state, "r");
+	unsigned got = 0;
+
+	while (f && got < n && fscanf(f, "%" SCNu64, &ids[got]) == 1)
+		got++;
+	if (f)
+		fclose(f);
+	check(got == n, "the state file of the earlier phase (%u ids)", n);
+	return got == n;
+}
+
 static int phase_before(const char *state)
 {
 	const struct event *e;
 	uint64_t s1, s2, s3;
 	unsigned mark;
-	FILE *f;
 
 	itest_login(agw, "alice", "general", 1);
 	itest_open(cgw, 1, "cust-1", "general", SURGE__V1__CHANNEL__WEB, "where is my parcel");
@@ -289,29 +315,20 @@ static int phase_before(const char *state)
 	      "HistoryRequest for a session of another customer: FORBIDDEN");
 	itest_customer_says(cgw, s2, 5, "invoice number 77");
 	check(wait_acked(), "everything acknowledged before the crash");
-
-	f = fopen(state, "w");
-	if (!f)
-		return 1;
-	fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", s1, s2, s3);
-	fclose(f);
-	return 0;
+	return save_ids(state, (uint64_t[]){s1, s2, s3}, 3);
 }
 
 static int phase_after(const char *state)
 {
 	const struct event *e;
-	uint64_t s1 = 0, s2 = 0, s3 = 0, s4;
+	uint64_t ids[3], s1, s2, s3, s4;
 	unsigned mark;
-	FILE *f = fopen(state, "r");
 
-	if (!f || fscanf(f, "%" SCNu64 " %" SCNu64 " %" SCNu64, &s1, &s2, &s3) != 3) {
-		check(false, "state file of the first phase");
-		if (f)
-			fclose(f);
+	if (!load_ids(state, ids, 3))
 		return 1;
-	}
-	fclose(f);
+	s1 = ids[0];
+	s2 = ids[1];
+	s3 = ids[2];
 	itest_login(agw, "alice", "general", 1);
 	e = wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_ASSIGNED, s2, 0, 0);
 	check(e != NULL && e->nb_backlog == 1 && strcmp(e->backlog_last, "invoice number 77") == 0,
@@ -401,17 +418,12 @@ static int phase_full(void)
 static int phase_erased(const char *state)
 {
 	const struct event *e;
-	uint64_t s1 = 0, s2 = 0, s3 = 0, s5;
+	uint64_t ids[3], s1, s5;
 	unsigned mark;
-	FILE *f = fopen(state, "r");
 
-	if (!f || fscanf(f, "%" SCNu64 " %" SCNu64 " %" SCNu64, &s1, &s2, &s3) != 3) {
-		check(false, "state file of the first phase");
-		if (f)
-			fclose(f);
+	if (!load_ids(state, ids, 3))
 		return 1;
-	}
-	fclose(f);
+	s1 = ids[0];
 	/* Room for the two sessions still open from before and the new one. */
 	itest_login(agw, "alice", "general", 3);
 	itest_open(cgw, 11, "cust-1", "general", SURGE__V1__CHANNEL__WEB, "me again");
@@ -436,7 +448,6 @@ static int phase_live(const char *state)
 	const struct event *e;
 	unsigned mark = nb_events;
 	uint64_t s;
-	FILE *f;
 
 	/* This process's workbench is alice's address from now: before any Assigned. */
 	itest_login(agw, "alice", "general", 8);
@@ -454,12 +465,7 @@ static int phase_live(const char *state)
 	      "cust-4 ended it");
 	agent_close(s, "coupon reissued");
 	check(wait_acked(), "everything acknowledged");
-	f = fopen(state, "w");
-	if (!f)
-		return 1;
-	fprintf(f, "%" PRIu64 "\n", s);
-	fclose(f);
-	return 0;
+	return save_ids(state, &s, 1);
 }
 
 /* After POST /api/v1/erase?customer=cust-4, the router running, and again after a crash. */
@@ -467,16 +473,10 @@ static int phase_live_erased(const char *state)
 {
 	const struct event *e;
 	unsigned mark = nb_events;
-	uint64_t past = 0, s;
-	FILE *f = fopen(state, "r");
+	uint64_t past, s;
 
-	if (!f || fscanf(f, "%" SCNu64, &past) != 1) {
-		check(false, "state file of the live phase");
-		if (f)
-			fclose(f);
+	if (!load_ids(state, &past, 1))
 		return 1;
-	}
-	fclose(f);
 	itest_login(agw, "alice", "general", 8);
 	check(wait_acked(), "alice logged in");
 	itest_open(cgw, 22, "cust-4", "general", SURGE__V1__CHANNEL__WEB, "me again");
