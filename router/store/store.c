@@ -365,10 +365,9 @@ static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct tim
 	               FUTEX_BITSET_MATCH_ANY);
 }
 
+/* After W1 (a full fence following the stores the waiter waits for). */
 static void wake_waiter(struct store_producer *p)
 {
-	/* W1: pairs with W2 in store_wait_durable: it sees `durable` or we see `waiting`. */
-	atomic_thread_fence(memory_order_seq_cst);
 	if (!atomic_load_explicit(&p->waiting, memory_order_relaxed))
 		return;
 	atomic_fetch_add_explicit(&p->woken, 1, memory_order_relaxed);
@@ -390,6 +389,8 @@ static void store_fail(struct store *s, int err, bool sync, const char *what)
 	slog(s, 0,
 	     "%s failed: %s; the store is read-only: nothing more is acknowledged until a restart",
 	     what, strerror(-err));
+	/* W1: pairs with W2 in store_wait_durable: it sees `ro` or we see `waiting`. */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (uint32_t i = 0; i < s->nb_producers; i++)
 		wake_waiter(&s->prod[i]);
 	/* Nothing of the batch being filled will ever be written. */
@@ -410,12 +411,15 @@ static void wake(struct store *s)
 static void publish(struct store *s, const struct batch *b)
 {
 	for (uint32_t i = 0; i < s->nb_producers; i++)
-		if (b->tickets[i]) {
+		if (b->tickets[i])
 			/* R3: pairs with A3 in store_durable. */
 			atomic_store_explicit(&s->prod[i].durable, b->tickets[i],
 			                      memory_order_release);
+	/* W1: pairs with W2 in store_wait_durable: it sees `durable` or we see `waiting`. */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (uint32_t i = 0; i < s->nb_producers; i++)
+		if (b->tickets[i])
 			wake_waiter(&s->prod[i]);
-		}
 	if (b->last_lsn > cnt_get(&s->cnt.durable_lsn))
 		cnt_set(&s->cnt.durable_lsn, b->last_lsn);
 }
