@@ -59,7 +59,8 @@
 /*
  * The open loop's producer sends what is due in bursts this far apart (at
  * OPEN_RATE: 50 records), as a worker sends what one receive burst brought;
- * latency still counts from each record's scheduled time.
+ * ack latency counts from each record's append, and again from its scheduled
+ * time (the wait for its burst included).
  */
 #define OPEN_PACE_NS 500000u
 #define REDIS_SERVER "/usr/bin/redis-server"
@@ -462,6 +463,7 @@ static void settle(void)
 	nanosleep(&ts, NULL);
 }
 
+/* A store opened on conf and started, or NULL (said on stderr). */
 static struct store *open_started(const struct store_conf *conf)
 {
 	struct store *s = store_open(conf, NULL);
