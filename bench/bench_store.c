@@ -74,10 +74,18 @@
 
 struct durations {
 	double max_s, open_s, closed_s, fsync_s, redis_s;
+	double pair_s; /* each round of the alternated commit-delay / Redis pair */
 };
 
-static const struct durations g_full = {6.0, 5.0, 6.0, 4.0, 10.0};
-static const struct durations g_quick = {2.0, 2.0, 2.0, 1.0, 3.0};
+static const struct durations g_full = {6.0, 5.0, 6.0, 4.0, 5.0, 4.0};
+static const struct durations g_quick = {2.0, 2.0, 2.0, 1.0, 2.0, 1.0};
+
+/*
+ * Redis's own rate varies 1.7x from one minute to the next on this disk:
+ * the commit-delay closed loop and Redis run PAIR_ROUNDS times, alternated,
+ * and the round with the median ratio is the one reported.
+ */
+#define PAIR_ROUNDS 3u
 
 struct lat {
 	uint64_t records;
@@ -543,8 +551,8 @@ out_close:
 	return ok && !ret ? 0 : -1;
 }
 
-/* (iii) again on a fresh store with a commit delay. */
-static int run_closed_delay(const char *dir, const struct durations *d, struct bench_hist *h)
+/* (iii) again on a fresh store with a commit delay, for secs. */
+static int run_closed_delay(const char *dir, double secs, struct bench_hist *h)
 {
 	struct store_conf conf = bench_conf(dir);
 	struct store *s;
@@ -556,10 +564,9 @@ static int run_closed_delay(const char *dir, const struct durations *d, struct b
 	if (!s)
 		return -1;
 	printf("== surge store: closed loop, %u clients, commit delay %u us, %.0f s\n", g_clients,
-	       g_commit_delay_us, d->closed_s);
+	       g_commit_delay_us, secs);
 	settle();
-	tk = run_closed(s, store_producer(s, 0), 0, d->closed_s, h, &R.closed_cd,
-	                &R.closed_cd_syncs);
+	tk = run_closed(s, store_producer(s, 0), 0, secs, h, &R.closed_cd, &R.closed_cd_syncs);
 	if (tk)
 		printf("   %.0f records/s, latency p50 %.0f us, p99 %.0f us (%" PRIu64
 		       " fdatasyncs)\n",
@@ -847,12 +854,98 @@ static void run_redis(const char *dir, double secs)
 		printf("   skipped: %s\n", R.redis_why);
 }
 
-/* ---- report ------------------------------------------------------------------------ */
+/* ---- the alternated pair: commit-delay closed loop and Redis ----------------------- */
 
 static double ratio(double a, double b)
 {
 	return b > 0 ? a / b : 0;
 }
+
+struct pair_round {
+	struct lat cd;
+	uint64_t cd_syncs;
+	double rps, p50_ms, p99_ms, avg_ms, max_ms;
+	uint64_t requests;
+	bool ok_cd, ok_redis;
+};
+
+static struct pair_round g_pairs[PAIR_ROUNDS];
+
+/* What a round is ranked by: the ratio, or the one rate measured. */
+static double pair_key(const struct pair_round *p)
+{
+	if (p->ok_cd && p->ok_redis)
+		return ratio(p->cd.rate, p->rps);
+	return p->ok_cd ? p->cd.rate : p->rps;
+}
+
+static int run_pairs(const char *dir, const struct durations *d, struct bench_hist *h)
+{
+	unsigned order[PAIR_ROUNDS], n = 0;
+	char sdir[4200];
+	int rc = 0;
+
+	if (!(g_phases & (PH_CLOSED | PH_REDIS)))
+		return 0;
+	for (unsigned r = 0; r < PAIR_ROUNDS; r++) {
+		struct pair_round *p = &g_pairs[r];
+
+		if (g_phases & PH_CLOSED) {
+			snprintf(sdir, sizeof(sdir), "%s/store-delay-%u", dir, r);
+			p->ok_cd = run_closed_delay(sdir, d->pair_s, h) == 0;
+			rm_rf(sdir);
+			if (!p->ok_cd)
+				rc = 1;
+			p->cd = R.closed_cd;
+			p->cd_syncs = R.closed_cd_syncs;
+		}
+		if (g_phases & PH_REDIS) {
+			printf("== Redis, appendonly yes, appendfsync always, SET of %u bytes "
+			       "(round %u of %u)\n",
+			       RECORD_BYTES, r + 1, PAIR_ROUNDS);
+			settle();
+			R.redis = false;
+			run_redis(dir, d->redis_s);
+			p->ok_redis = R.redis;
+			p->rps = R.redis_rps;
+			p->p50_ms = R.redis_p50_ms;
+			p->p99_ms = R.redis_p99_ms;
+			p->avg_ms = R.redis_avg_ms;
+			p->max_ms = R.redis_max_ms;
+			p->requests = R.redis_requests;
+		}
+		if ((p->ok_cd || !(g_phases & PH_CLOSED)) &&
+		    (p->ok_redis || !(g_phases & PH_REDIS)))
+			order[n++] = r;
+	}
+	/* The round of the median ratio is the one the report and the targets use. */
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i;
+		     j > 0 && pair_key(&g_pairs[order[j - 1]]) > pair_key(&g_pairs[order[j]]);
+		     j--) {
+			unsigned t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	R.redis = false;
+	if (n) {
+		const struct pair_round *m = &g_pairs[order[n / 2]];
+
+		R.closed_cd = m->cd;
+		R.closed_cd_syncs = m->cd_syncs;
+		R.redis = m->ok_redis;
+		R.redis_rps = m->rps;
+		R.redis_p50_ms = m->p50_ms;
+		R.redis_p99_ms = m->p99_ms;
+		R.redis_avg_ms = m->avg_ms;
+		R.redis_max_ms = m->max_ms;
+		R.redis_requests = m->requests;
+	}
+	return rc;
+}
+
+/* ---- report ------------------------------------------------------------------------ */
 
 static double rec_rate(const struct store_recovery *r)
 {
@@ -923,6 +1016,16 @@ static int write_json(const char *path, const char *dir, bool quick)
 		        R.redis_avg_ms * 1e6, R.redis_max_ms * 1e6);
 	else
 		fprintf(f, "  \"redis\": null, \"redis_skipped\": \"%s\",\n", R.redis_why);
+	fprintf(f, "  \"pair_rounds\": [");
+	for (unsigned r = 0; r < PAIR_ROUNDS; r++) {
+		const struct pair_round *p = &g_pairs[r];
+
+		fprintf(f,
+		        "%s{\"surge_delay_per_s\": %.0f, \"redis_per_s\": %.0f, \"ratio\": %.2f}",
+		        r ? ", " : "", p->ok_cd ? p->cd.rate : 0, p->ok_redis ? p->rps : 0,
+		        p->ok_cd && p->ok_redis ? ratio(p->cd.rate, p->rps) : 0);
+	}
+	fprintf(f, "],\n");
 	json_rec(f, "recovery_cold", &R.cold, true);
 	json_rec(f, "recovery_warm", &R.warm, true);
 	fprintf(f,
@@ -962,6 +1065,11 @@ static void summary(void)
 		printf("  ... with commit delay %u us (x)             %-14.2f >= 5 %s\n",
 		       g_commit_delay_us, vs_redis_cd,
 		       vs_redis_cd >= TARGET_VS_REDIS ? "met" : "NOT met");
+		printf("      (the median of %u alternated rounds:", PAIR_ROUNDS);
+		for (unsigned r = 0; r < PAIR_ROUNDS; r++)
+			if (g_pairs[r].ok_cd && g_pairs[r].ok_redis)
+				printf(" %.2f", ratio(g_pairs[r].cd.rate, g_pairs[r].rps));
+		printf(")\n");
 	} else if (g_phases & PH_CLOSED)
 		printf("surge / Redis: not measured (%s)\n", R.redis_why);
 	if (g_phases & PH_RECOVERY) {
@@ -1057,10 +1165,6 @@ int main(int argc, char **argv)
 	if ((g_phases & PH_RECOVERY) && run_recovery(sdir) != 0)
 		rc = 1;
 	rm_rf(sdir);
-	snprintf(sdir, sizeof(sdir), "%s/store-delay", dir);
-	if ((g_phases & PH_CLOSED) && run_closed_delay(sdir, d, h) != 0)
-		rc = 1;
-	rm_rf(sdir);
 	if (g_phases & PH_FSYNC) {
 		printf("== baseline: write + fdatasync per record (%u bytes), %.0f s each\n",
 		       g_disk_bytes, d->fsync_s);
@@ -1069,14 +1173,10 @@ int main(int argc, char **argv)
 		    run_fsync(dir, g_clients, d->fsync_s, &R.fsyncc, h))
 			rc = 1;
 	}
-	if (g_phases & PH_REDIS) {
-		printf("== Redis, appendonly yes, appendfsync always, SET of %u bytes\n",
-		       RECORD_BYTES);
-		settle();
-		run_redis(dir, d->redis_s);
-	} else {
+	if (run_pairs(dir, d, h) != 0)
+		rc = 1;
+	if (!(g_phases & PH_REDIS))
 		snprintf(R.redis_why, sizeof(R.redis_why), "not in --phases");
-	}
 	summary();
 	if (json && write_json(json, dir, d == &g_quick) != 0)
 		rc = 1;
