@@ -1404,6 +1404,43 @@ static void test_strategy_least_loaded_two_skills(void **state)
 	done2(e);
 }
 
+/* An agent's only skill is kept in struct agent too: a new login changes it. */
+static void test_relogin_changes_only_skill(void **state)
+{
+	struct disp_skill_conf sk[] = {{.name = "x"}, {.name = "y"}};
+	struct disp_engine *e = make2(sk, 2, 0);
+	uint64_t s1, s2, s3;
+
+	(void)state;
+	login2(e, GW_WB1, "a", "x", 2, 100);
+	clear_recs();
+	s1 = open2(e, 1, "x", 0, 200);
+	assert_string_equal(assignee(s1), "a");
+	/* Now y only: a new x session waits, a y one is a's. */
+	assert_int_equal(login2(e, GW_WB1, "a", "y", 2, 210), 0);
+	assert_int_equal(disp_check_invariants(e), 0);
+	clear_recs();
+	s2 = open2(e, 2, "x", 0, 220);
+	assert_string_equal(assignee(s2), "");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 3, "y", 0, 230)), "a");
+	assert_int_equal(disp_check_invariants(e), 0);
+	/* Both (still full), then x alone with room: it takes the waiting x session. */
+	assert_int_equal(login2(e, GW_WB1, "a", "y x", 2, 240), 0);
+	clear_recs();
+	assert_int_equal(login2(e, GW_WB1, "a", "x", 3, 250), 0);
+	assert_string_equal(assignee(s2), "a");
+	assert_int_equal(disp_check_invariants(e), 0);
+	/* A close re-files it in x only: a new y session waits. */
+	assert_int_equal(close2(e, GW_WB1, s1, "a", 260), 0);
+	clear_recs();
+	s3 = open2(e, 4, "y", 0, 270);
+	assert_string_equal(assignee(s3), "");
+	clear_recs();
+	assert_string_equal(assignee(open2(e, 5, "x", 0, 280)), "a");
+	done2(e);
+}
+
 static void test_strategy_round_robin(void **state)
 {
 	struct disp_skill_conf sk[] = {{.name = "x", .strategy = DISP_STRATEGY_ROUND_ROBIN}};
@@ -2436,6 +2473,7 @@ int main(void)
 	        cmocka_unit_test(test_strategy_longest_idle),
 	        cmocka_unit_test(test_strategy_least_loaded_order),
 	        cmocka_unit_test(test_strategy_least_loaded_two_skills),
+	        cmocka_unit_test(test_relogin_changes_only_skill),
 	        cmocka_unit_test(test_strategy_round_robin),
 	        cmocka_unit_test(test_strategy_best_skill),
 	        cmocka_unit_test(test_strategy_fewest_today),
