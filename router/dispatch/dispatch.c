@@ -234,8 +234,7 @@ struct agent {
 	uint32_t load;        /* sessions in hand now (assigned or in wrap-up) */
 	uint32_t shrink_load; /* load when a new login set cap below it, until it drains */
 	uint32_t s_head, s_tail;
-	uint16_t nb_skills;   /* its skills are agent_skills[slot * nb_skills ...], the first
-	                         also in skill1 */
+	uint16_t nb_skills;   /* its skills are agent_skills[slot * nb_skills ...] */
 	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
 	uint8_t state;        /* enum disp_agent_state */
 	uint8_t id_len;
@@ -244,8 +243,6 @@ struct agent {
 	bool restored;        /* held sessions at a restart and has not logged in since:
 	                         its hb_timer is the deadline to come back */
 	bool hb_armed;        /* its hb_timer is pending: agent_touch need not read the cold line */
-	uint16_t skill1;      /* its first skill (agent_skills' copy): re-filing an agent of one
-	                         skill reads no agent_skills line */
 	uint64_t idle_since;  /* load last went to 0, or login */
 	uint64_t load_since;  /* load last changed, or became eligible */
 	uint64_t hb_deadline; /* silent until then: DISCONNECTED */
@@ -795,12 +792,9 @@ static struct disp_str skill_name(const struct disp_engine *e, uint32_t s)
 	return dstr(e->skills[s].conf.name, e->skills[s].name_len);
 }
 
-/* Agent ai's skills (a->nb_skills of them); of one skill, from struct agent's copy. */
 static const uint16_t *agent_skill_list(const struct disp_engine *e, uint32_t ai)
 {
-	const struct agent *a = &e->agents[ai];
-
-	return a->nb_skills == 1 ? &a->skill1 : &e->agent_skills[(size_t)ai * e->nb_skills];
+	return &e->agent_skills[(size_t)ai * e->nb_skills];
 }
 
 static struct ask *ask_of(const struct disp_engine *e, uint32_t ai, uint32_t s)
@@ -1219,9 +1213,7 @@ static void ll_unlink(struct disp_engine *e, uint32_t s, uint32_t ai)
 		end->tail = prev;
 	if (end->head == NIL) {
 		l->nonempty[load / 64] &= ~(1ull << (load % 64));
-		/* Only listed agents are unlinked: load < CAP_MAX, never POS_NIL. */
 		if (!l->nonempty[load / 64])
-			// NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
 			l->summary &= ~(1ull << (load / 64));
 	}
 	ll_set_pos(e, ai, s, POS_NIL);
@@ -2747,7 +2739,6 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 		/* Joins the round at its end. */
 		ask_of(e, ai, s)->rr = ++e->skills[s].rr_counter;
 	}
-	a->skill1 = sk[0];
 	a->cap = req->max_sessions ? req->max_sessions : 1;
 	if (a->cap > CAP_MAX)
 		a->cap = CAP_MAX;
@@ -3942,7 +3933,6 @@ int disp_check_invariants(const struct disp_engine *e)
 		uint32_t n = 0, prev = NIL, nlev = 0;
 
 		CHECK(agent_find(e, id) == ai);
-		CHECK(a->nb_skills != 1 || a->skill1 == e->agent_skills[(size_t)ai * e->nb_skills]);
 		for (uint32_t si = a->s_head; si != NIL; si = e->sessions[si].next) {
 			const struct session *s = &e->sessions[si];
 

@@ -1404,7 +1404,7 @@ static void test_strategy_least_loaded_two_skills(void **state)
 	done2(e);
 }
 
-/* An agent's only skill is kept in struct agent too: a new login changes it. */
+/* A new login replaces an agent's only skill: it serves the new one, not the old. */
 static void test_relogin_changes_only_skill(void **state)
 {
 	struct disp_skill_conf sk[] = {{.name = "x"}, {.name = "y"}};
