@@ -232,6 +232,18 @@ static int agent_close(uint64_t session, const char *notes)
 	return gw_add(agw, &env);
 }
 
+/* The customer ends session s satisfied, the agent closes it with notes, all acknowledged. */
+static void end_and_close(uint64_t s, const char *notes, const char *ended)
+{
+	unsigned mark = nb_events;
+
+	itest_end(cgw, s, SURGE__V1__RATING__SATISFIED);
+	check(wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_SESSION_CLOSED, s, 0, mark) != NULL,
+	      "%s", ended);
+	agent_close(s, notes);
+	check(wait_acked(), "everything acknowledged");
+}
+
 /* Session ids handed from one phase (one process) to the next, in a file. */
 static int save_ids(const char *state, const uint64_t *ids, unsigned n)
 {
@@ -278,12 +290,7 @@ static int phase_before(const char *state)
 	itest_agent_says(agw, s1, "alice", 3, "it ships today", false);
 	check(wait_for(CUSTOMER_GW, SURGE__V1__ENVELOPE__BODY_DELIVER, s1, 0, 0) != NULL,
 	      "agent reply delivered");
-	mark = nb_events;
-	itest_end(cgw, s1, SURGE__V1__RATING__SATISFIED);
-	check(wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_SESSION_CLOSED, s1, 0, mark) != NULL,
-	      "first session ended");
-	agent_close(s1, "shipped, tracking sent");
-	check(wait_acked(), "everything acknowledged");
+	end_and_close(s1, "shipped, tracking sent", "first session ended");
 
 	mark = nb_events;
 	itest_open(cgw, 2, "cust-1", "general", SURGE__V1__CHANNEL__WEB, "and the invoice?");
@@ -459,12 +466,7 @@ static int phase_live(const char *state)
 	itest_agent_says(agw, s, "alice", 1, "here is a new one", false);
 	check(wait_for(CUSTOMER_GW, SURGE__V1__ENVELOPE__BODY_DELIVER, s, 0, mark) != NULL,
 	      "alice answered");
-	mark = nb_events;
-	itest_end(cgw, s, SURGE__V1__RATING__SATISFIED);
-	check(wait_for(AGENT_GW, SURGE__V1__ENVELOPE__BODY_SESSION_CLOSED, s, 0, mark) != NULL,
-	      "cust-4 ended it");
-	agent_close(s, "coupon reissued");
-	check(wait_acked(), "everything acknowledged");
+	end_and_close(s, "coupon reissued", "cust-4 ended it");
 	return save_ids(state, &s, 1);
 }
 
