@@ -479,11 +479,17 @@ static void rt_erase_log(void *ctx, int level, const char *msg)
 		fprintf(stderr, "surge-router: store: %s\n", msg);
 }
 
+/* The tombstone of customer's data (docs/store.md, "Erasure"). */
+static struct store_event erase_event(const char *customer, uint64_t now_ms)
+{
+	return (struct store_event){.type = STORE_REC_ERASE,
+	                            .ts_ms = now_ms,
+	                            .customer = {customer, (uint32_t)strlen(customer)}};
+}
+
 int rt_store_erase(const struct ctl_config *cfg, const char *customer)
 {
-	struct store_event ev = {.type = STORE_REC_ERASE,
-	                         .ts_ms = (uint64_t)time(NULL) * 1000u,
-	                         .customer = {customer, (uint32_t)strlen(customer)}};
+	struct store_event ev = erase_event(customer, (uint64_t)time(NULL) * 1000u);
 	struct store_conf sc;
 	struct store *s;
 	uint64_t ticket;
@@ -684,9 +690,7 @@ bool rt_store_refuses(const struct rt_router *rt)
 
 int rt_store_erase_live(struct rt_router *rt, const char *customer, uint64_t *ticket)
 {
-	struct store_event ev = {.type = STORE_REC_ERASE,
-	                         .ts_ms = rt->now_ms,
-	                         .customer = {customer, (uint32_t)strlen(customer)}};
+	struct store_event ev = erase_event(customer, rt->now_ms);
 
 	if (!rt->store || rt->store_failed)
 		return -EROFS;
