@@ -2,7 +2,8 @@
 /*
  * bench: the gateway client surge-bench and the integration tests speak to
  * the router with (kernel UDP sockets, plaintext Packets, epoch/seq/ack as in
- * docs/protocol.md), and a log-bucketed latency histogram.
+ * docs/protocol.md), a log-bucketed latency histogram, and the freeze watch
+ * the benchmarks report the VM's stops with.
  *
  * Single-threaded: a gw_client and a bench_hist belong to one thread.
  */
@@ -10,6 +11,8 @@
 #define SURGE_BENCH_H
 
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +66,31 @@ uint64_t bench_hist_max(const struct bench_hist *h);
 
 /* Number of recorded values. */
 uint64_t bench_hist_count(const struct bench_hist *h);
+
+/* ---- freeze watch ---------------------------------------------------------- */
+
+/*
+ * A thread that sleeps 1 ms at a time and counts its wake-ups more than 5 ms
+ * late between from_ns and until_ns (CLOCK_MONOTONIC): the times the VM did
+ * not run at all (bench/freeze.c says why benchmarks report it). The figures
+ * are the caller's to read after bench_freeze_stop.
+ */
+struct bench_freeze {
+	pthread_t th;
+	atomic_bool stop;
+	bool running;
+	uint64_t from_ns, until_ns;
+	uint64_t count;      /* late wake-ups */
+	uint64_t stopped_ns; /* how late, in all */
+	uint64_t worst_ns;   /* the latest one */
+	bool realtime;       /* it ran SCHED_FIFO: no guest thread could delay it */
+};
+
+/* Start watching. 0, or -1 when the thread could not start. */
+int bench_freeze_start(struct bench_freeze *w, uint64_t from_ns, uint64_t until_ns);
+
+/* Stop and join; the figures are final afterwards. A watch that did not start is a no-op. */
+void bench_freeze_stop(struct bench_freeze *w);
 
 /* ---- gateway client ------------------------------------------------------- */
 

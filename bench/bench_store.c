@@ -104,6 +104,7 @@ static struct {
 	double open_offered;
 	uint64_t open_syncs;
 	uint64_t open_freezes, open_frozen_ns; /* the VM stopped (freeze watch) */
+	bool open_freeze_rt;                   /* the watch ran SCHED_FIFO */
 	struct lat closed, closed_cd;          /* cd: with the commit delay */
 	uint64_t closed_syncs, closed_cd_syncs;
 	/* (b) */
@@ -257,51 +258,6 @@ static uint64_t run_max(struct store *s, struct store_producer *p, uint64_t tk, 
 	return k;
 }
 
-/*
- * Freeze watch: a thread that sleeps 1 ms at a time and counts the times it
- * woke more than 5 ms late. Nothing here runs it late but the machine not
- * running at all: on this VM the host stops both vCPUs for 10-15 ms every
- * 100 ms when the guest's CPU and its disk I/O together pass the VM's share
- * (docs/development.md). Every acknowledgement due in such a window is late
- * by it, whatever the store does; the report says how much of the run that
- * was. About 1000 wake-ups a second: no load to speak of.
- */
-struct freeze_watch {
-	pthread_t th;
-	_Atomic bool stop;
-	uint64_t count, late_ns;
-};
-
-static void *freeze_main(void *arg)
-{
-	struct freeze_watch *w = arg;
-	struct timespec ms = {0, 1000000};
-
-	while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-		uint64_t t0 = now_ns(), late;
-
-		nanosleep(&ms, NULL);
-		late = now_ns() - t0;
-		if (late > 5000000u) {
-			w->count++;
-			w->late_ns += late - 1000000u;
-		}
-	}
-	return NULL;
-}
-
-static bool freeze_start(struct freeze_watch *w)
-{
-	memset(w, 0, sizeof(*w));
-	return pthread_create(&w->th, NULL, freeze_main, w) == 0;
-}
-
-static void freeze_stop(struct freeze_watch *w)
-{
-	atomic_store_explicit(&w->stop, true, memory_order_relaxed);
-	pthread_join(w->th, NULL);
-}
-
 /* (ii) a fixed schedule; latency from the scheduled time. */
 static uint64_t run_open(struct store *s, struct store_producer *p, uint64_t tk, double secs,
                          struct bench_hist *h)
@@ -314,7 +270,7 @@ static uint64_t run_open(struct store *s, struct store_producer *p, uint64_t tk,
 
 	struct bench_hist *hs = malloc(sizeof(*hs));
 	uint64_t *burst_ns = calloc(total, sizeof(*burst_ns)); /* each record's append time */
-	struct freeze_watch fw;
+	struct bench_freeze fw;
 	bool watching;
 
 	if (!hs || !burst_ns) {
@@ -322,7 +278,7 @@ static uint64_t run_open(struct store *s, struct store_producer *p, uint64_t tk,
 		free(burst_ns);
 		return 0;
 	}
-	watching = freeze_start(&fw);
+	watching = bench_freeze_start(&fw, 0, UINT64_MAX) == 0;
 	store_stats_get(s, &a);
 	bench_hist_init(h);
 	bench_hist_init(hs);
@@ -385,9 +341,10 @@ static uint64_t run_open(struct store *s, struct store_producer *p, uint64_t tk,
 	R.open_syncs = b.syncs - a.syncs;
 out:
 	if (watching) {
-		freeze_stop(&fw);
+		bench_freeze_stop(&fw);
 		R.open_freezes = fw.count;
-		R.open_frozen_ns = fw.late_ns;
+		R.open_frozen_ns = fw.stopped_ns;
+		R.open_freeze_rt = fw.realtime;
 	}
 	free(hs);
 	free(burst_ns);
@@ -528,9 +485,10 @@ static int run_surge(const char *dir, const struct durations *d, struct bench_hi
 		printf("   from the scheduled time (with the wait for the burst): p50 %.0f us, "
 		       "p99 %.0f us\n",
 		       R.open_sched.p50 / 1e3, R.open_sched.p99 / 1e3);
-		printf("   a 1 ms sleeper woke > 5 ms late %" PRIu64 " times, %.0f ms in all "
+		printf("   a 1 ms sleeper%s woke > 5 ms late %" PRIu64 " times, %.0f ms in all "
 		       "(%.1f%% of the run)\n",
-		       R.open_freezes, (double)R.open_frozen_ns / 1e6,
+		       R.open_freeze_rt ? " (SCHED_FIFO)" : "", R.open_freezes,
+		       (double)R.open_frozen_ns / 1e6,
 		       100.0 * (double)R.open_frozen_ns / 1e9 / d->open_s);
 	}
 	if (g_phases & PH_CLOSED) {
@@ -998,8 +956,11 @@ static int write_json(const char *path, const char *dir, bool quick)
 	json_lat(f, "surge_open", &R.open, true);
 	json_lat(f, "surge_open_sched", &R.open_sched, true);
 	fprintf(f, "  \"surge_open_syncs\": %" PRIu64 ",\n", R.open_syncs);
-	fprintf(f, "  \"surge_open_freezes\": %" PRIu64 ", \"surge_open_frozen_ms\": %.1f,\n",
-	        R.open_freezes, (double)R.open_frozen_ns / 1e6);
+	fprintf(f,
+	        "  \"surge_open_freezes\": %" PRIu64 ", \"surge_open_frozen_ms\": %.1f, "
+	        "\"surge_open_freeze_watch_realtime\": %s,\n",
+	        R.open_freezes, (double)R.open_frozen_ns / 1e6,
+	        R.open_freeze_rt ? "true" : "false");
 	json_lat(f, "surge_closed", &R.closed, true);
 	fprintf(f, "  \"surge_closed_syncs\": %" PRIu64 ",\n", R.closed_syncs);
 	json_lat(f, "surge_closed_delay", &R.closed_cd, true);

@@ -135,14 +135,20 @@ with open(md, "w") as f:
     f.write("- load: surge-bench (kernel UDP sockets) in another namespace: 100 agents x capacity 4, "
             "400 concurrent sessions, open-loop customer messages, each echoed by its agent\n")
     f.write("- latency is measured from each message's scheduled send time (no coordinated omission)\n\n")
-    f.write("| io | offered msg/s | delivered msg/s | exactly once | missing | dup | forward p50 us | p99 us | p99.9 us | max us | round trip p50 us | p99 us | p99.9 us | sender lag mean us |\n")
-    f.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    f.write("| io | offered msg/s | delivered msg/s | exactly once | missing | dup | forward p50 us | p99 us | p99.9 us | max us | round trip p50 us | p99 us | p99.9 us | sender lag mean us | VM stopped |\n")
+    f.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    def stopped(r):
+        v = r.get("vm_stops")
+        if not v:
+            return "n/a"
+        return "%.1f%% (%d)%s" % (100.0 * v["stopped_ns"] / 1e9 / r["config"]["duration_s"], v["count"],
+                                 "" if v["realtime_watch"] else "*")
     for r in runs:
         fw, rt = r["forward_latency_ns"], r["round_trip_latency_ns"]
-        f.write("| %s | %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
+        f.write("| %s | %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
             r["io"], r["config"]["rate"], r["rate_delivered"], r["exactly_once"], r["missing"], r["duplicates"],
             us(fw["p50"]), us(fw["p99"]), us(fw["p999"]), us(fw["max"]),
-            us(rt["p50"]), us(rt["p99"]), us(rt["p999"]), us(r["sender_lag_ns"]["mean"])))
+            us(rt["p50"]), us(rt["p99"]), us(rt["p999"]), us(r["sender_lag_ns"]["mean"]), stopped(r)))
     pairs = {}
     for r in runs:
         pairs.setdefault(r["config"]["rate"], {})[r["io"]] = r
@@ -165,6 +171,13 @@ with open(md, "w") as f:
             "is saturated, and the latency then includes the time messages waited to be sent.\n")
     f.write("\nOn this 2-core machine the router's worker lcore and the bench share the cores with the "
             "kernel's veth and af_packet work, so absolute figures are those of a small VM, not of a NIC.\n")
+    f.write("\n*VM stopped*: the share of the measured phase during which a SCHED_FIFO thread in "
+            "surge-bench, sleeping 1 ms at a time, woke more than 5 ms late (and how many times): "
+            "the virtual machine itself was not running (bench/freeze.c; * marks an ordinary thread, "
+            "which a busy guest can also delay). Every message due in such a stop is late by it, so "
+            "on these VMs the p99 and beyond are mostly the host's: the host stops both vCPUs for "
+            "10-15 ms at a time once the guest's CPU, wake-ups and disk requests together pass its "
+            "share (docs/development.md, \"VM stops\").\n")
     dpath = os.path.join(out, "dispatch.json")
     if os.path.exists(dpath):
         with open(dpath) as df:

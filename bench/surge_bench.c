@@ -8,9 +8,9 @@
  * answered with an echo. Forward latency = agent receive time - due time;
  * round trip = customer receive time of the echo - due time.
  *
- * Single-threaded; CLOCK_MONOTONIC; msg_id = session index << 32 | (n + 1)
- * for the session's n-th message, so the receiver finds the due time by
- * arithmetic, with no table.
+ * Single-threaded (but for the freeze watch, bench/freeze.c); CLOCK_MONOTONIC;
+ * msg_id = session index << 32 | (n + 1) for the session's n-th message, so
+ * the receiver finds the due time by arithmetic, with no table.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -104,6 +104,8 @@ struct bench {
 	struct bench_hist fwd, rt, fwd_live;
 	uint64_t errors[ERR_CODES];
 	uint64_t busy, sla_alerts, unexpected;
+	struct bench_freeze freeze; /* the VM's stops during the measured phase */
+	bool freeze_watched;
 	unsigned nb_ready, nb_refused, nb_queued, nb_assigned, nb_assigned_c;
 	unsigned nb_closed_c, nb_closed_a;
 	char echo_text[201];
@@ -791,6 +793,7 @@ static void run_load(struct bench *b)
 	b->meas_end = b->meas_start + (uint64_t)(b->o.duration * NS_PER_S);
 	last_ns = b->t0;
 	next_progress = b->t0 + NS_PER_S;
+	b->freeze_watched = bench_freeze_start(&b->freeze, b->meas_start, b->meas_end) == 0;
 	while (!stop_requested) {
 		uint64_t wait = 0;
 
@@ -814,6 +817,7 @@ static void run_load(struct bench *b)
 			next_progress += NS_PER_S;
 		}
 	}
+	bench_freeze_stop(&b->freeze);
 	/* what fell due between the last iteration and the end of the phase */
 	while (!stop_requested && b->next < b->total && gw_now_ns() < b->meas_end + 2 * NS_PER_S) {
 		send_due(b, gw_now_ns());
@@ -939,6 +943,12 @@ static void report_text(const struct bench *b, FILE *out)
 		        bench_hist_count(h[k]), us(bench_hist_percentile(h[k], 50)),
 		        us(bench_hist_percentile(h[k], 99)), us(bench_hist_percentile(h[k], 99.9)),
 		        us(bench_hist_max(h[k])), bench_hist_mean(h[k]) / 1000.0);
+	if (b->freeze_watched)
+		fprintf(out, "  %-34s %12" PRIu64 " (%.0f ms, %.1f%% of the measured phase; %s)\n",
+		        "VM stopped > 5 ms", b->freeze.count, (double)b->freeze.stopped_ns / 1e6,
+		        100.0 * (double)b->freeze.stopped_ns / 1e9 / b->o.duration,
+		        b->freeze.realtime ? "SCHED_FIFO watch"
+		                           : "ordinary watch: may include waits for a CPU");
 	fprintf(out, "  %-34s %12u / %u\n", "sessions closed (customer side)", b->nb_closed_c,
 	        b->o.customers);
 	fprintf(out, "  %-34s %12u / %u\n", "sessions closed (agent side)", b->nb_closed_a,
@@ -1005,6 +1015,12 @@ static int report_json(const struct bench *b, const char *path)
 	        b->sent ? b->lag_sum / (double)b->sent : 0.0, b->lag_max);
 	json_hist(f, "forward_latency_ns", &b->fwd, true);
 	json_hist(f, "round_trip_latency_ns", &b->rt, true);
+	if (b->freeze_watched)
+		fprintf(f,
+		        "  \"vm_stops\": {\"count\": %" PRIu64 ", \"stopped_ns\": %" PRIu64
+		        ", \"worst_ns\": %" PRIu64 ", \"realtime_watch\": %s},\n",
+		        b->freeze.count, b->freeze.stopped_ns, b->freeze.worst_ns,
+		        b->freeze.realtime ? "true" : "false");
 	fprintf(f, "  \"errors\": {");
 	for (unsigned c = 0; c < ERR_CODES; c++) {
 		if (!b->errors[c])
