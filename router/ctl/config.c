@@ -209,9 +209,10 @@ static const struct cfg_key cfg_keys[] = {
          .parse = cfg_parse_policy,
          .help = "when a frame is acknowledged: sync (after fdatasync), interval:<ms> (after "
                  "the write; fdatasync every <ms>), none (benchmarks only)"},
-        CFG_NUM("store", "commit_delay_us", CFG_UINT, CC, store_commit_delay_us, 0, 0, 10000,
+        CFG_NUM("store", "commit_delay_us", CFG_UINT, CC, store_commit_delay_us, 1000, 0, 10000,
                 "sync: after a batch is durable, hold the next one while it is smaller, up to "
-                "this many us, so that writers answering their acks share one fdatasync"),
+                "this many us: fewer fdatasyncs under load, and writers answering their acks "
+                "share one"),
         CFG_NUM("store", "segment_mb", CFG_UINT, CC, store_segment_mb, 64, 1, 4096,
                 "size of a log segment file, MiB"),
         CFG_NUM("store", "checkpoint_mb", CFG_UINT, CC, store_checkpoint_mb, 256, 1, 1048576,
