@@ -326,15 +326,15 @@ with open(md, "w") as f:
                 "once the previous is durable (Redis: %d connections, each waiting for its "
                 "reply); latency from append (send) to durable (reply). The clients are one "
                 "thread that sleeps in `store_wait_durable` until the oldest is answered, as "
-                "redis-benchmark sleeps in epoll. Run twice: with the "
-                "default configuration, and on a fresh store with `store.commit_delay_us` = %d "
+                "redis-benchmark sleeps in epoll. Run twice: without a commit delay (the "
+                "store library's default), and on a fresh store with `commit_delay_us` = %d "
                 "(after a batch is durable, the next one is held while it is smaller than that "
                 "one, up to that long, so that the clients answering their acks share the next "
                 "fdatasync instead of taking turns in two halves). That second closed loop and "
                 "Redis run %d times, alternated (Redis's own rate varies by 1.7x from one minute "
                 "to the next on this disk); the table shows the round whose ratio is the median "
-                "(all ratios: %s), and the default configuration is compared with that round's "
-                "Redis.\n\n" % (
+                "(all ratios: %s), and the run without a delay is compared with that round's "
+                "Redis. (The router itself defaults to 1000 us, docs/store.md.)\n\n" % (
                     c, c, s.get("commit_delay_us", 0), len(s.get("pair_rounds", [])) or 1,
                     ", ".join("%.2fx" % r["ratio"] for r in s.get("pair_rounds", [])) or "n/a"))
         def us(ns): return "%.0f" % (ns / 1000.0)
