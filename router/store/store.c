@@ -31,8 +31,9 @@
  *
  * io_uring user_data layout (64 bits):
  *   bits  0..7   operation: UD_WAKE (eventfd read), UD_WRITE (a batch),
- *                UD_SYNC (the fdatasync linked to a batch), UD_TICK (the
- *                periodic fdatasync of the INTERVAL policy)
+ *                UD_SYNC (the fdatasync linked to a batch written through
+ *                the page cache), UD_TICK (the periodic fdatasync of the
+ *                INTERVAL policy)
  *   bits  8..15  batch index (0 or 1) for UD_WRITE / UD_SYNC
  *   bits 16..63  low 48 bits of the batch's sequence number (a check)
  *
@@ -57,6 +58,18 @@
  * again over acknowledged records is safe even if the power fails during
  * the write: every sector of the block then holds either its old or its new
  * content, and both begin with the same acknowledged bytes.
+ *
+ * A batch that must be durable is, on a direct segment, one write with
+ * RWF_DSYNC: the kernel runs the fdatasync of that range itself when the
+ * data is written (on a disk with a volatile cache, a cache flush, which
+ * covers every write completed before it), in the write's completion
+ * work, instead of a linked fdatasync making another trip through the ring
+ * and an io_uring worker. Measured side by side (docs/store.md): 12-27%
+ * more records/s in the closed loop, 21-24% at the maximum, open-loop ack
+ * p50 7-26% lower.
+ * Through the page cache the range sync would miss pages earlier batches
+ * left dirty (INTERVAL, NONE), so there the linked fdatasync of the whole
+ * file stays.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -160,8 +173,9 @@ struct batch {
 	uint64_t ckpt_begin; /* nonzero: it ends the checkpoint that begins there */
 	bool closed;         /* takes no more records */
 	bool seg_end;        /* the last batch of its segment */
-	bool sync;           /* carries a linked fdatasync */
-	bool sync_sent;      /* ... and it was submitted */
+	bool sync;           /* must be durable when it completes */
+	bool sync_sent;      /* ... and its sync was submitted (RWF_DSYNC or linked) */
+	bool direct;         /* its segment is O_DIRECT: the sync is the write's RWF_DSYNC */
 	bool inflight;
 	int pending; /* completions still expected */
 	int wres;    /* write result */
@@ -230,7 +244,8 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	uint32_t rr; /* producer to drain first */
 	uint8_t *scratch;
 
-	int cur_fd; /* current segment, -1 none */
+	int cur_fd;      /* current segment, -1 none */
+	bool cur_direct; /* ... opened with O_DIRECT */
 	uint64_t seg_first_lsn;
 	uint64_t seg_off;
 	uint8_t *tail_blk; /* the current segment's last partly written block, as written */
@@ -1097,7 +1112,7 @@ static int rotate(struct store *s, bool ckpt)
 	char name[32];
 	const char *tmp = PREP_NAME;
 	bool quick = false;
-	int fd = -1, old = s->cur_fd, ret;
+	int fd = -1, old = s->cur_fd, ret, fl;
 	uint64_t t0 = mono_ns();
 
 	if (old >= 0 && !s->seg_synced) {
@@ -1151,6 +1166,9 @@ static int rotate(struct store *s, bool ckpt)
 		goto out_close;
 	}
 	s->cur_fd = fd;
+	fl = fcntl(fd, F_GETFL);
+	/* Unknown counts as buffered: the linked fdatasync is right for both. */
+	s->cur_direct = fl >= 0 && (fl & O_DIRECT);
 	s->seg_first_lsn = h.first_lsn;
 	s->seg_off = STORE_SEG_HDR;
 	s->nonce_prefix = h.nonce_prefix;
@@ -1320,6 +1338,9 @@ static void submit_batch(struct store *s)
 	if (b->sync) {
 		if (fault_sync(s, &res)) {
 			b->sres = res;
+		} else if (b->direct) {
+			w->rw_flags |= RWF_DSYNC;
+			b->sync_sent = true;
 		} else {
 			y = get_sqe(s);
 			if (!y) {
@@ -1359,10 +1380,14 @@ static void handle_cqe(struct store *s, uint64_t ud, int res)
 			slog(s, 1, "stray completion %#" PRIx64, ud);
 			break;
 		}
-		if (op == UD_WRITE)
+		if (op == UD_WRITE) {
 			b->wres = res;
-		else
+			/* RWF_DSYNC: the error may be the flush's; counted as the write's. */
+			if (b->direct && b->sync_sent)
+				b->sres = res < 0 ? -ECANCELED : 0;
+		} else {
 			b->sres = res;
+		}
 		if (--b->pending == 0)
 			batch_done(s, b);
 		break;
@@ -1524,6 +1549,7 @@ static bool add_record(struct store *s, uint16_t type, const uint8_t *payload, u
 		b->lead = (uint32_t)(s->seg_off & (IO_ALIGN - 1));
 		b->off = s->seg_off - b->lead;
 		b->fd = s->cur_fd;
+		b->direct = s->cur_direct;
 		memcpy(b->buf, s->tail_blk, b->lead);
 		b->len = b->lead;
 	}
