@@ -256,7 +256,6 @@ struct store { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 
 	uint32_t retired_nrec; /* records of the last batch retired (commit delay) */
 	uint64_t retired_ns;   /* ... and when */
-	bool poll_inflight;    /* the batch in flight is big: copy the next one meanwhile */
 
 	uint64_t written_lsn; /* every record up to it written */
 	uint64_t synced_lsn;  /* ... and synced */
@@ -1300,7 +1299,6 @@ static void submit_batch(struct store *s)
 		return;
 	/* Whole blocks (Direct I/O, top of file); the zeros are what the segment holds there. */
 	b->wlen = (b->len + IO_ALIGN - 1) & ~(IO_ALIGN - 1);
-	s->poll_inflight = b->len >= s->batch_bytes / INFLIGHT_POLL_SHARE;
 	memset(b->buf + b->len, 0, b->wlen - b->len);
 	wlen = b->wlen;
 	tail = (uint32_t)((b->off + b->len) & (IO_ALIGN - 1));
@@ -1360,6 +1358,14 @@ static void submit_batch(struct store *s)
 static bool batch_inflight(const struct store *s)
 {
 	return s->b[s->fill ^ 1].inflight;
+}
+
+/* The batch in flight is big (the producers outrun the disk): copy the next one meanwhile. */
+static bool big_batch_inflight(const struct store *s)
+{
+	const struct batch *b = &s->b[s->fill ^ 1];
+
+	return b->inflight && b->len >= s->batch_bytes / INFLIGHT_POLL_SHARE;
 }
 
 static void handle_cqe(struct store *s, uint64_t ud, int res)
@@ -1875,7 +1881,7 @@ static void store_wait(struct store *s, uint64_t next_tick)
 		timeout = next_tick > now ? next_tick - now : 0;
 	if (timeout > IDLE_MAX_NS)
 		timeout = IDLE_MAX_NS;
-	if (!sleep && s->poll_inflight && !s->b[s->fill].closed && timeout > INFLIGHT_POLL_NS)
+	if (big_batch_inflight(s) && !s->b[s->fill].closed && timeout > INFLIGHT_POLL_NS)
 		timeout = INFLIGHT_POLL_NS;
 	if (!s->wake_armed && timeout > 1000000u)
 		timeout = 1000000u;
