@@ -66,15 +66,17 @@ static char *dup_text(const char *s, size_t *len)
 __attribute__((format(printf, 3, 4))) static void answer(struct rt_admin *a, unsigned status,
                                                          const char *fmt, ...)
 {
-	char buf[512];
+	char *body = NULL;
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
 	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is just above */
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vasprintf(&body, fmt, ap);
 	va_end(ap);
 	a->status = status;
-	a->body = dup_text(buf, &a->body_len);
+	a->body = n >= 0 ? body : NULL;
+	a->body_len = n >= 0 ? (size_t)n : 0;
 	/* R: pairs with the HTTP thread's acquire load of DONE. */
 	atomic_store_explicit(&a->state, ADM_DONE, memory_order_release);
 }
