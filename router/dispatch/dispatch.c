@@ -7,9 +7,10 @@
  *    request reads, line-aligned; the cold rest its open and end read); a
  *    session id is (generation << 32) | (slot + 1), so a stale or forged id
  *    is caught in O(1). Free slots form a FIFO, so an id is reused as late
- *    as possible. A session is linked (prev/next) into
- *    exactly one list: a wait queue while queued, its agent's list while
- *    assigned or in wrap-up, the free list when free.
+ *    as possible. A session is in exactly one place: a wait queue while
+ *    queued, its agent's hand (see HAND_INLINE: an array in struct agent,
+ *    then a list) while assigned or in wrap-up, the free list when free;
+ *    the lists are linked through the sessions (prev/next).
  *  - wait queues: per skill, one FIFO per priority class (0..7, higher served
  *    first, higher requests clamped to 7) and a bitmask of the non-empty
  *    classes. A session re-queued after a disconnect or a re-route goes to the
@@ -27,8 +28,8 @@
  *  - who can take a session: per skill, the agents eligible now (READY,
  *    load < capacity), ordered by the skill's strategy. A least-loaded skill
  *    keeps one FIFO list per load value (0 .. CAP_MAX-1), linked through the
- *    agents' places (struct ask; the first least-loaded skill's in struct
- *    agent itself, e->ll_in), and a two-level bitmap of the non-empty
+ *    agents' places (struct ask; the first least-loaded skill's, e->ll_in,
+ *    in struct agent and e->ll_links), and a two-level bitmap of the non-empty
  *    ones: the best agent is the head of the lowest non-empty list, and
  *    re-filing an agent whose load changed unlinks it and appends it to the
  *    tail of its new load's list, O(1) and about three cache lines where a
@@ -78,6 +79,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +190,16 @@ struct ll_end {
 	uint32_t head, tail;
 };
 
+/*
+ * An agent's neighbours in the lists of skill e->ll_in, in an array of their
+ * own: unlinking an agent writes both neighbours, and 8 bytes an agent (800
+ * KB at 100k agents) mostly stay in cache where the neighbours' struct agent
+ * lines would each be a miss.
+ */
+struct ll_link {
+	uint32_t prev, next;
+};
+
 struct ll_lists {
 	uint64_t summary; /* bit w: nonempty[w] != 0 */
 	uint64_t nonempty[CAP_MAX / 64];
@@ -204,18 +216,19 @@ struct inflow {
 
 /*
  * An agent, in two arrays of the same index. struct agent is what requests
- * of or for it touch, four aligned lines: the id (a lookup compares it),
+ * of or for it touch, five aligned lines: the id (a lookup compares it),
  * then what every request reads or changes, then what an assignment or a
- * close changes, then the low bytes of the counters a session's end bumps.
- * struct agent_cold is the figures and what only state changes, alerts and
- * figure reads touch. At 100k agents every agent line a request touches is
- * a cache miss; the four are loaded together (agent_prefetch).
+ * close changes, then the low bytes of the counters a session's end bumps,
+ * then its sessions in hand. struct agent_cold is the figures and what only
+ * state changes, alerts and figure reads touch. At 100k agents every agent
+ * line a request touches is a cache miss; the five are loaded together
+ * (agent_prefetch).
  */
 /*
  * Counters every session's end bumps in one of a dozen places (the
  * histograms' buckets, ratings): each a line of its own in struct
  * agent_cold, a cache miss per bump at 100k agents. Their low 8 bits live
- * in struct agent's last line instead; the cold u64 takes 256 when one
+ * in struct agent's line 3 instead; the cold u64 takes 256 when one
  * wraps, so a cold line is written once per 256 bumps of the same counter.
  */
 enum {
@@ -226,6 +239,16 @@ enum {
 	TALLY_N,
 };
 
+/*
+ * An agent's sessions in hand: the first HAND_INLINE in struct agent's line
+ * 4, in the order assigned; any more (capacities above it) in a list through
+ * the sessions (s_head, s_tail), also in that order, and only while hand[] is
+ * full. Leaving hand[] shifts the later entries down within that line;
+ * leaving a doubly linked list writes both neighbours, two sessions' lines,
+ * cache misses at scale on every close.
+ */
+#define HAND_INLINE 16u
+
 struct agent {
 	_Alignas(128) char id[DISP_NAME_MAX];
 	/* line 1 */
@@ -233,6 +256,7 @@ struct agent {
 	uint32_t cap;         /* max sessions at once */
 	uint32_t load;        /* sessions in hand now (assigned or in wrap-up) */
 	uint32_t shrink_load; /* load when a new login set cap below it, until it drains */
+	/* its sessions in hand beyond hand[] (see HAND_INLINE) */
 	uint32_t s_head, s_tail;
 	uint16_t nb_skills;   /* its skills are agent_skills[slot * nb_skills ...] */
 	uint16_t alert_skill; /* the skill whose limits timed the agent's clock */
@@ -243,6 +267,7 @@ struct agent {
 	bool restored;        /* held sessions at a restart and has not logged in since:
 	                         its hb_timer is the deadline to come back */
 	bool hb_armed;        /* its hb_timer is pending: agent_touch need not read the cold line */
+	uint8_t hand_n;       /* sessions in hand[] */
 	uint64_t idle_since;  /* load last went to 0, or login */
 	uint64_t load_since;  /* load last changed, or became eligible */
 	uint64_t hb_deadline; /* silent until then: DISCONNECTED */
@@ -255,13 +280,21 @@ struct agent {
 	/* line 3: the low byte of the counters sessions' ends bump (see tally_bump) */
 	uint8_t tally[TALLY_N];
 	/* Its place in the engine's first least-loaded skill (e->ll_in): the
-	 * load listed under (LL_NIL: not listed) and its neighbours there; its
-	 * places in other skills are in e->ask. Re-filing then reads no ask line. */
+	 * load listed under (LL_NIL: not listed; its neighbours there are in
+	 * e->ll_links); its places in other skills are in e->ask. Re-filing
+	 * then reads no ask line. */
 	uint16_t ll_pos;
-	uint32_t ll_prev, ll_next;
+	/* line 4 */
+	/* its first sessions in hand, in the order assigned */
+	_Alignas(64) uint32_t hand[HAND_INLINE];
+	/* line 5: spare (the size stays a multiple of the 128-byte alignment) */
 };
 
-_Static_assert(sizeof(struct agent) == 256, "four lines, two aligned pairs");
+/* The lines of struct agent requests touch: all but the spare. */
+#define AGENT_HOT_BYTES (offsetof(struct agent, hand) + sizeof(((struct agent *)0)->hand))
+
+_Static_assert(sizeof(struct agent) == 384 && AGENT_HOT_BYTES == 320,
+               "five lines and a spare, three aligned pairs");
 #define LL_NIL UINT16_MAX
 _Static_assert(CAP_MAX < LL_NIL, "ll_pos holds a load");
 _Static_assert(DISP_NAME_MAX <= 256 && SKILLS_MAX <= UINT16_MAX, "id_len and nb_skills fit");
@@ -390,6 +423,7 @@ struct disp_engine {
 	uint16_t *agent_skills;
 	struct ask *ask;
 	uint32_t ll_in; /* the least-loaded skill whose places are in struct agent; NIL: none */
+	struct ll_link *ll_links; /* agents' neighbours in skill ll_in, same index */
 
 	struct session *sessions;
 	struct sess_cold *scold; /* the sessions' cold halves, same index */
@@ -582,14 +616,14 @@ static uint32_t skill_find(const struct disp_engine *e, struct disp_str name)
 
 /*
  * Start loading the lines of an agent a request will touch (struct agent's
- * three) at once rather than one after the other; the histograms, in the
+ * five) at once rather than one after the other; the histograms, in the
  * cold array, are loaded apart, by bucket, when known.
  */
 static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 {
 	const char *p = (const char *)&e->agents[ai];
 
-	for (uint32_t off = 0; off < sizeof(struct agent); off += 64)
+	for (uint32_t off = 0; off < AGENT_HOT_BYTES; off += 64)
 		__builtin_prefetch(p + off);
 }
 
@@ -597,6 +631,8 @@ static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 static void agent_prefetch_all(const struct disp_engine *e, uint32_t ai)
 {
 	agent_prefetch(e, ai);
+	if (e->ll_in != NIL)
+		__builtin_prefetch(&e->ll_links[ai], 1);
 	/* With one skill, least-loaded, its place is in struct agent (ll_in). */
 	if (e->nb_skills > 1 || e->ll_in == NIL)
 		__builtin_prefetch(&e->ask[(size_t)ai * e->nb_skills], 1);
@@ -730,7 +766,7 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
 	case DISP_REQ_AGENT_CLOSE:
 	case DISP_REQ_SESSION_END:
 	case DISP_REQ_TRANSFER:
-		/* Leaving the agent's list writes both neighbours. */
+		/* Leaving the agent's list (beyond hand[]) writes both neighbours. */
 		if (s->prev != NIL)
 			__builtin_prefetch(&e->sessions[s->prev].next, 1);
 		if (s->next != NIL)
@@ -827,12 +863,12 @@ static void ll_set_pos(struct disp_engine *e, uint32_t ai, uint32_t s, uint32_t 
 
 static uint32_t *ll_prev(const struct disp_engine *e, uint32_t ai, uint32_t s)
 {
-	return s == e->ll_in ? &e->agents[ai].ll_prev : &ask_of(e, ai, s)->prev;
+	return s == e->ll_in ? &e->ll_links[ai].prev : &ask_of(e, ai, s)->prev;
 }
 
 static uint32_t *ll_next(const struct disp_engine *e, uint32_t ai, uint32_t s)
 {
-	return s == e->ll_in ? &e->agents[ai].ll_next : &ask_of(e, ai, s)->next;
+	return s == e->ll_in ? &e->ll_links[ai].next : &ask_of(e, ai, s)->next;
 }
 
 /* ---- session lists (queues, agents' sessions, free list) ----------------- */
@@ -872,6 +908,52 @@ static void sl_remove(struct session *ss, uint32_t *head, uint32_t *tail, uint32
 	else
 		*tail = s->prev;
 	s->prev = s->next = NIL;
+}
+
+/* ---- an agent's sessions in hand (see HAND_INLINE) ------------------------ */
+
+static void hand_add(struct disp_engine *e, uint32_t ai, uint32_t si)
+{
+	struct agent *a = &e->agents[ai];
+
+	if (a->hand_n < HAND_INLINE) {
+		a->hand[a->hand_n++] = si;
+		e->sessions[si].prev = e->sessions[si].next = NIL;
+	} else {
+		sl_push_back(e->sessions, &a->s_head, &a->s_tail, si);
+	}
+}
+
+static void hand_remove(struct disp_engine *e, uint32_t ai, uint32_t si)
+{
+	struct agent *a = &e->agents[ai];
+
+	for (uint32_t i = 0; i < a->hand_n; i++) {
+		if (a->hand[i] != si)
+			continue;
+		for (; i + 1 < a->hand_n; i++)
+			a->hand[i] = a->hand[i + 1];
+		a->hand_n--;
+		/* The list's first moves up: the order assigned is kept, hand[] full. */
+		if (a->s_head != NIL) {
+			uint32_t x = a->s_head;
+
+			sl_remove(e->sessions, &a->s_head, &a->s_tail, x);
+			a->hand[a->hand_n++] = x;
+		}
+		return;
+	}
+	sl_remove(e->sessions, &a->s_head, &a->s_tail, si);
+}
+
+/* The session assigned to the agent last of those in hand, NIL if none. */
+static uint32_t hand_last(const struct disp_engine *e, uint32_t ai)
+{
+	const struct agent *a = &e->agents[ai];
+
+	if (a->s_tail != NIL)
+		return a->s_tail;
+	return a->hand_n ? a->hand[a->hand_n - 1] : NIL;
 }
 
 /* ---- wait queues ---------------------------------------------------------- */
@@ -1890,7 +1972,7 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 	/* Messages held while queued wait for this agent's first answer. */
 	if (s->bl_count && BL_SENDER(&e->entries[s->bl_tail]) == DISP_SIDE_CUSTOMER)
 		s->unans_ms = e->entries[s->bl_tail].sent_ms;
-	sl_push_back(e->sessions, &a->s_head, &a->s_tail, si);
+	hand_add(e, ai, si);
 	a->load++;
 	a->load_since = now;
 	a->assigned_today++;
@@ -2024,10 +2106,7 @@ static uint32_t release(struct disp_engine *e, uint32_t si, uint64_t now)
 
 	if (a->load == 1)
 		acct(a, ac(e, ai), now);
-	sl_remove(e->sessions, &a->s_head, &a->s_tail, si);
-	/* The agent has room now: its next session is appended after this one. */
-	if (a->s_tail != NIL)
-		__builtin_prefetch(&e->sessions[a->s_tail].next, 1);
+	hand_remove(e, ai, si);
 	s->agent = NIL;
 	a->load--;
 	a->load_since = now;
@@ -2109,8 +2188,7 @@ static void agent_disconnect(struct disp_engine *e, uint32_t ai, uint32_t gone_g
 	uint32_t n = 0;
 
 	agent_set_state(e, ai, DISP_AGENT_DISCONNECTED, now);
-	while (a->s_tail != NIL) {
-		uint32_t si = a->s_tail;
+	for (uint32_t si; (si = hand_last(e, ai)) != NIL;) {
 		struct session *s = &e->sessions[si];
 
 		if (s->state == SESS_WRAPUP || (use_gw && s->cust_gw == gone_gw)) {
@@ -2501,6 +2579,7 @@ static void engine_free(struct disp_engine *e)
 	free(e->agent_hash);
 	free(e->agent_skills);
 	free(e->ask);
+	free(e->ll_links);
 	free(e->skills);
 	free(e->skill_hash);
 	free(e->inflows);
@@ -2561,7 +2640,9 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	e->agent_hash = zalloc(e, hs, sizeof(*e->agent_hash));
 	e->agent_skills = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->agent_skills));
 	e->ask = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->ask));
-	if (!e->agents || !e->acold || !e->agent_hash || !e->agent_skills || !e->ask)
+	e->ll_links = zalloc(e, e->max_agents, sizeof(*e->ll_links));
+	if (!e->agents || !e->acold || !e->agent_hash || !e->agent_skills || !e->ask ||
+	    !e->ll_links)
 		goto out_free_engine;
 	e->agent_hash_mask = hs - 1;
 
@@ -2752,6 +2833,9 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	if (a->restored) {
 		/* Back after a restart of ours: its workbench gets its sessions again. */
 		a->restored = false;
+		for (uint32_t i = 0; i < a->hand_n; i++)
+			if (e->sessions[a->hand[i]].state == SESS_ASSIGNED)
+				emit_assigned_agent(e, a->hand[i], now_ms);
 		for (uint32_t si = a->s_head; si != NIL; si = e->sessions[si].next)
 			if (e->sessions[si].state == SESS_ASSIGNED)
 				emit_assigned_agent(e, si, now_ms);
@@ -3659,7 +3743,7 @@ static int restore_one(struct disp_engine *e, const struct disp_restore *r, uint
 		s->agent = s->last_agent = ai;
 		s->assign_ms = now;
 		s->flags |= SF_ANSWERED | (r->replied ? SF_REPLIED : 0);
-		sl_push_back(e->sessions, &a->s_head, &a->s_tail, si);
+		hand_add(e, ai, si);
 		a->load++;
 		if (a->load > a->cap)
 			a->cap = a->load;
@@ -3933,6 +4017,19 @@ int disp_check_invariants(const struct disp_engine *e)
 		uint32_t n = 0, prev = NIL, nlev = 0;
 
 		CHECK(agent_find(e, id) == ai);
+		/* In hand: hand[] in the order assigned, then (behind a full hand[]) the list. */
+		CHECK(a->hand_n <= HAND_INLINE && (a->s_head == NIL || a->hand_n == HAND_INLINE));
+		for (uint32_t i = 0; i < a->hand_n; i++) {
+			const struct session *s = &e->sessions[a->hand[i]];
+
+			CHECK(a->hand[i] < e->s_bump);
+			CHECK(s->prev == NIL && s->next == NIL);
+			CHECK((s->state == SESS_ASSIGNED || s->state == SESS_WRAPUP) &&
+			      s->agent == ai);
+			for (uint32_t j = 0; j < i; j++)
+				CHECK(a->hand[j] != a->hand[i]);
+			n++;
+		}
 		for (uint32_t si = a->s_head; si != NIL; si = e->sessions[si].next) {
 			const struct session *s = &e->sessions[si];
 

@@ -1126,6 +1126,39 @@ static void test_gateway_down_order_of_several(void **state)
 	assert_int_equal(n, 4);
 }
 
+/*
+ * More sessions in hand than an agent keeps beside it (HAND_INLINE, 16): the
+ * order assigned survives ends among the first and among the rest, and a
+ * disconnect puts them back in that order.
+ */
+static void test_gateway_down_order_beyond_hand(void **state)
+{
+	struct disp_engine *e = *state;
+	uint64_t s[20];
+	unsigned n = 0;
+
+	login(e, GW_WB1, "alice", "presale", 20);
+	for (unsigned i = 0; i < 20; i++) {
+		open_q(e, GW_WEB, i + 1, "presale", "q", 10 + i);
+		s[i] = sid_of(i + 1);
+	}
+	assert_int_equal(disp_session_end(e, GW_WEB, s[1], 1, false, S(""), 30), 0);
+	assert_int_equal(disp_session_end(e, GW_WEB, s[17], 1, false, S(""), 31), 0);
+	assert_int_equal(disp_check_invariants(e), 0);
+	clear_recs();
+	disp_gateway_down(e, GW_WB1, 100);
+	for (unsigned i = 0; i < 20; i++) {
+		if (i == 1 || i == 17)
+			continue;
+		assert_true(n < nrec);
+		assert_int_equal(recs[n].kind, DISP_OUT_QUEUED);
+		assert_int_equal(recs[n].session_id, s[i]);
+		assert_int_equal(recs[n].position, n + 1);
+		n++;
+	}
+	assert_int_equal(nrec, 18);
+}
+
 static void test_relogin_other_gateway(void **state)
 {
 	struct disp_engine *e = *state;
@@ -2466,6 +2499,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_break_drain_and_bad_state, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_gateway_down_requeues_front, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_gateway_down_order_of_several, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_gateway_down_order_beyond_hand, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_relogin_other_gateway, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_transfer_consent, setup, teardown),

@@ -284,7 +284,9 @@ static void test_random_state_machine(void **state)
 			                         .tenant = S(rnd(3) ? "" : "t1"),
 			                         .skills = lv,
 			                         .nb_skills = 1 + rnd(3),
-			                         .max_sessions = rnd(8) ? 1 + rnd(4) : 0};
+			                         .max_sessions = rnd(8)   ? 1 + rnd(4)
+			                                         : rnd(2) ? 0
+			                                                  : 17 + rnd(8)};
 			uint32_t sk[3];
 
 			for (uint32_t i = 0; i < req.nb_skills; i++) {
