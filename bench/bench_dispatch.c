@@ -40,7 +40,13 @@
  * prints also this thread's CPU time per op: for comparing binaries on a
  * shared machine.
  *
- * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)]
+ * Rounds: every measurement runs --rounds times (3), the rounds alternated
+ * (all sizes, sweeps and implementations, then again), and the round with
+ * the median ns/op is reported: a minute of noise on this shared VM then
+ * moves one round of each size, not one size's only run (the growth is a
+ * ratio of two sizes measured seconds apart).
+ *
+ * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)] [--rounds R (3)]
  *        valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no [--cache-sim=yes] \
  *            bench_dispatch --callgrind [--cycles N (20000)] [--json FILE]
  */
@@ -65,6 +71,7 @@
 #define BURST      8u    /* cycles per burst: 32 requests, as the router's bursts */
 
 static double g_seconds = 0.4;
+static int g_rounds = 3;     /* alternated rounds of every measurement; the median is reported */
 static uint64_t g_cg_cycles; /* --callgrind: cycles per measured window, else 0 */
 static const char *g_only;   /* --only: the one <impl>-<sweep>-<size> to run, for profiling */
 
@@ -456,6 +463,8 @@ static bool is_engine(const struct impl *im)
 	return im != &naive_impl;
 }
 
+#define MAX_ROUNDS 15
+
 struct result {
 	const char *impl;
 	const char *sweep;
@@ -468,6 +477,9 @@ struct result {
 	double ns_per_op;
 	double cpu_ns_per_op; /* the same in this thread's CPU time */
 	uint64_t failures;
+	double round_ns[MAX_ROUNDS]; /* ns/op of every round (the reported result is the median's)
+	                              */
+	int rounds;
 };
 
 /* Take a random assigned session (and its agent) off the list: draw j of the burst. */
@@ -684,10 +696,36 @@ static void json_row(FILE *f, const struct result *r, bool last)
 	fprintf(f,
 	        "    {\"impl\": \"%s\", \"sweep\": \"%s\", \"agents\": %u, \"active\": %u, "
 	        "\"waiting\": %u, \"ops\": %llu, \"seconds\": %.4f, \"ops_per_s\": %.0f, "
-	        "\"ns_per_op\": %.2f, \"failures\": %llu}%s\n",
+	        "\"ns_per_op\": %.2f, \"failures\": %llu, \"ns_per_op_rounds\": [",
 	        r->impl, r->sweep, r->agents, r->active, r->waiting, (unsigned long long)r->ops,
-	        r->seconds, r->ops_per_s, r->ns_per_op, (unsigned long long)r->failures,
-	        last ? "" : ",");
+	        r->seconds, r->ops_per_s, r->ns_per_op, (unsigned long long)r->failures);
+	for (int i = 0; i < r->rounds; i++)
+		fprintf(f, "%s%.2f", i ? ", " : "", r->round_ns[i]);
+	fprintf(f, "]}%s\n", last ? "" : ",");
+}
+
+/* Keep round `round` of a measurement: the reported result becomes the median round's. */
+static void keep_round(struct result *med, struct result *all, int round)
+{
+	double ns[MAX_ROUNDS];
+	int n = round + 1, m = 0;
+
+	for (int i = 0; i < n; i++)
+		ns[i] = all[i].ns_per_op;
+	/* the median of n (the lower one of an even n): the one with (n - 1) / 2 below it */
+	for (int i = 0; i < n; i++) {
+		int below = 0, same_before = 0;
+
+		for (int j = 0; j < n; j++) {
+			below += ns[j] < ns[i];
+			same_before += j < i && ns[j] == ns[i];
+		}
+		if (below + same_before == (n - 1) / 2)
+			m = i;
+	}
+	*med = all[m];
+	med->rounds = n;
+	memcpy(med->round_ns, ns, sizeof(ns[0]) * (size_t)n);
 }
 
 #define NB_IMPLS 3 /* engine (bursts), engine-seq (no prefetch), naive: the report's order */
@@ -833,7 +871,8 @@ static int only_main(void)
 
 int main(int argc, char **argv)
 {
-	struct result res[NB_IMPLS][2][NB_SIZES]; /* impl, sweep, size */
+	struct result res[NB_IMPLS][2][NB_SIZES]; /* impl, sweep, size: the median round */
+	static struct result all[NB_IMPLS][2][NB_SIZES][MAX_ROUNDS];
 	const struct impl *impls[NB_IMPLS] = {&engine_impl, &engine_seq_impl, &naive_impl};
 	const char *json = NULL;
 	bool callgrind = false;
@@ -847,6 +886,12 @@ int main(int argc, char **argv)
 			json = argv[++i];
 		} else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
 			g_seconds = atof(argv[++i]);
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			g_rounds = atoi(argv[++i]);
+			if (g_rounds < 1 || g_rounds > MAX_ROUNDS) {
+				fprintf(stderr, "bench_dispatch: --rounds 1..%d\n", MAX_ROUNDS);
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--callgrind")) {
 			callgrind = true;
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
@@ -855,7 +900,8 @@ int main(int argc, char **argv)
 			g_cg_cycles = strtoull(argv[++i], NULL, 10);
 		} else {
 			fprintf(stderr,
-			        "usage: %s [--json FILE] [--seconds S] [--only IMPL-SWEEP-SIZE]\n"
+			        "usage: %s [--json FILE] [--seconds S] [--rounds R] [--only "
+			        "IMPL-SWEEP-SIZE]\n"
 			        "       valgrind --tool=callgrind --instr-atstart=no "
 			        "--collect-atstart=no "
 			        "[--cache-sim=yes] %s --callgrind [--cycles N] [--json FILE] "
@@ -879,28 +925,31 @@ int main(int argc, char **argv)
 	       CAPACITY, ", disp_tick every virtual ms");
 	printf("%-7s %-7s %8s %8s %8s %10s %8s\n", "impl", "sweep", "agents", "active", "waiting",
 	       "Mops/s", "ns/op");
-	for (int i = 0; i < NB_IMPLS; i++) {
-		for (int k = 0; k < NB_SIZES; k++) {
-			struct result *r = &res[i][0][k];
+	for (int round = 0; round < g_rounds; round++) {
+		printf("-- round %d of %d\n", round + 1, g_rounds);
+		for (int i = 0; i < NB_IMPLS; i++) {
+			for (int q = 0; q < 2; q++) {
+				for (int k = 0; k < NB_SIZES; k++) {
+					struct result *r = &all[i][q][k][round];
 
-			if (measure(impls[i], "agents", agent_sizes[k], 0, r) < 0) {
-				perror("measure");
-				return 1;
+					if (measure(impls[i], q ? "queue" : "agents",
+					            q ? QUEUE_AGENTS : agent_sizes[k],
+					            q ? queue_sizes[k] : 0, r) < 0) {
+						perror("measure");
+						return 1;
+					}
+					print_row(r);
+					failures += r->failures;
+					keep_round(&res[i][q][k], all[i][q][k], round);
+				}
 			}
-			print_row(r);
-			failures += r->failures;
-		}
-		for (int k = 0; k < NB_SIZES; k++) {
-			struct result *r = &res[i][1][k];
-
-			if (measure(impls[i], "queue", QUEUE_AGENTS, queue_sizes[k], r) < 0) {
-				perror("measure");
-				return 1;
-			}
-			print_row(r);
-			failures += r->failures;
 		}
 	}
+	printf("\nthe median round of %d:\n", g_rounds);
+	for (int i = 0; i < NB_IMPLS; i++)
+		for (int q = 0; q < 2; q++)
+			for (int k = 0; k < NB_SIZES; k++)
+				print_row(&res[i][q][k]);
 	for (int i = 0; i < NB_IMPLS; i++)
 		for (int s = 0; s < 2; s++)
 			growth[i][s] = res[i][s][NB_SIZES - 1].ns_per_op / res[i][s][0].ns_per_op;
@@ -932,8 +981,8 @@ int main(int argc, char **argv)
 		}
 		fprintf(f,
 		        "{\n  \"capacity\": %u,\n  \"ops_per_cycle\": 4,\n  \"seconds_per_run\": "
-		        "%.2f,\n  \"tick\": %s,\n  \"runs\": [\n",
-		        CAPACITY, g_seconds, "true");
+		        "%.2f,\n  \"rounds\": %d,\n  \"tick\": %s,\n  \"runs\": [\n",
+		        CAPACITY, g_seconds, g_rounds, "true");
 		for (int i = 0; i < NB_IMPLS; i++)
 			for (int s = 0; s < 2; s++)
 				for (int k = 0; k < NB_SIZES; k++)

@@ -191,10 +191,14 @@ with open(md, "w") as f:
                 "SessionOpen (assigned at once, or queued). The agent sweep runs with no queue and 75%% "
                 "of the capacity in use; the queue sweep behind 1000 full agents. `naive` is a baseline "
                 "written in the bench and run by the same driver: a linear scan for the least loaded "
-                "agent and a FIFO array, i.e. what a simple implementation costs here.%s\n\n" % (
+                "agent and a FIFO array, i.e. what a simple implementation costs here.%s%s\n\n" % (
                     d["capacity"], d["ops_per_cycle"],
                     " disp_tick runs every virtual ms." if d.get("tick") else
-                    " (disp_tick was not available: not driven.)"))
+                    " (disp_tick was not available: not driven.)",
+                    " Every row is the median of %d alternated rounds (each round measures every "
+                    "implementation, sweep and size once), so that a noisy minute on this shared VM "
+                    "moves one round of a size, not the ratio of two sizes." % d["rounds"]
+                    if d.get("rounds", 1) > 1 else ""))
         f.write("| impl | sweep | agents | assigned | waiting | M ops/s | ns/op |\n")
         f.write("|---|---|---:|---:|---:|---:|---:|\n")
         for r in d["runs"]:
@@ -206,8 +210,18 @@ with open(md, "w") as f:
         worst = min(r["ops_per_s"] for r in eng) if eng else 0
         f.write("\n| figure | measured | target |\n|---|---:|---:|\n")
         f.write("| engine ops/s, one core (worst .. best size) | %.2f M .. %.2f M | >= 5 M |\n" % (worst / 1e6, best / 1e6))
-        f.write("| cost growth, agents 1k -> 100k (ns/op ratio) | %.2fx (naive %.2fx) | <= 1.5x |\n" % (g["engine_agents"], g["naive_agents"]))
-        f.write("| cost growth, waiting 10k -> 1M (ns/op ratio) | %.2fx (naive %.2fx) | <= 1.5x |\n" % (g["engine_queue"], g["naive_queue"]))
+        def k(n): return "%dk" % (n // 1000) if n < 1000000 else "%dM" % (n // 1000000)
+        def rounds(sweep):
+            rs = sorted((r for r in eng if r["sweep"] == sweep), key=lambda r: r["agents"] if sweep == "agents" else r["waiting"])
+            if len(rs) < 2 or len(rs[0].get("ns_per_op_rounds", [])) < 2:
+                return ""
+            def size(r):
+                return k(r["agents"]) if sweep == "agents" else k(r["waiting"])
+            return "; rounds, ns/op: %s %s, %s %s" % (
+                size(rs[0]), "/".join("%.0f" % x for x in rs[0]["ns_per_op_rounds"]),
+                size(rs[-1]), "/".join("%.0f" % x for x in rs[-1]["ns_per_op_rounds"]))
+        f.write("| cost growth, agents 1k -> 100k (ns/op ratio) | %.2fx (naive %.2fx)%s | <= 1.5x |\n" % (g["engine_agents"], g["naive_agents"], rounds("agents")))
+        f.write("| cost growth, waiting 10k -> 1M (ns/op ratio) | %.2fx (naive %.2fx)%s | <= 1.5x |\n" % (g["engine_queue"], g["naive_queue"], rounds("queue")))
         f.write("| bytes per queued session (session slot + queue slot) | %.0f | <= 256 |\n" % m["per_queued_session"])
         f.write("| bytes per active session (session slot) | %.0f | |\n" % m["per_active_session"])
         f.write("| bytes per agent | %.0f | |\n" % m["per_agent"])
