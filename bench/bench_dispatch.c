@@ -683,6 +683,136 @@ static void memory_measure(struct memory *m)
 	m->per_agent = ((double)engine_bytes(128 * a0, s0, q0) - (double)base) / (127 * a0);
 }
 
+/* ---- the machine's floor ------------------------------------------------------------ */
+
+/*
+ * What this machine charges for random lines at the engine's two footprints,
+ * without the engine: per cycle, `lines` independent random lines of an area
+ * as large as the engine at 1k (small) or 100k agents (large), each read and
+ * written, loaded one burst ahead as a perfect prefetch would (or not at all),
+ * around a fixed amount of work calibrated to the engine's own cycle at 1k
+ * agents. Its growth is the least that any design touching that many random
+ * lines per cycle pays here; the engine's growth is set against it.
+ */
+#define FLOOR_CYCLES 200000u
+#define FLOOR_REPS   5
+
+struct floor_row {
+	uint32_t lines;
+	bool ahead;
+	double small_ns, large_ns; /* per cycle, median of FLOOR_REPS */
+};
+
+static const struct {
+	uint32_t lines;
+	bool ahead;
+} floor_cases[] = {{0, true}, {4, true}, {8, true}, {12, true}, {16, true}, {8, false}};
+#define NB_FLOOR (sizeof(floor_cases) / sizeof(floor_cases[0]))
+
+struct floor_report {
+	uint64_t small_bytes, large_bytes;
+	uint32_t work;    /* iterations of the work loop per cycle */
+	double target_ns; /* the engine's cycle at 1k agents it was calibrated to */
+	struct floor_row rows[NB_FLOOR];
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ns per cycle over an area of `bytes`, median of FLOOR_REPS runs. */
+static double floor_cycle_ns(unsigned char *area, uint64_t bytes, uint32_t lines, uint32_t work,
+                             bool ahead)
+{
+	static uint32_t idx[2][BURST * 16];
+	uint64_t nlines = bytes / 64, rng = 0x9e3779b97f4a7c15ull, sink = 0;
+	double ns[FLOOR_REPS];
+
+	for (int rep = 0; rep < FLOOR_REPS; rep++) {
+		int cur = 0;
+		double t0;
+
+		for (uint32_t j = 0; j < BURST * lines; j++)
+			idx[cur][j] = (uint32_t)(xorshift(&rng) % nlines);
+		t0 = now_s();
+		for (uint32_t c = 0; c < FLOOR_CYCLES; c += BURST) {
+			int nx = cur ^ 1;
+
+			for (uint32_t j = 0; j < BURST * lines; j++) {
+				idx[nx][j] = (uint32_t)(xorshift(&rng) % nlines);
+				if (ahead)
+					__builtin_prefetch(area + (uint64_t)idx[nx][j] * 64, 1);
+			}
+			for (uint32_t b = 0; b < BURST; b++) {
+				uint64_t acc = c + b;
+
+				/* independent of the lines: an out-of-order core overlaps them */
+				for (uint32_t w = 0; w < work; w++)
+					acc = acc * 6364136223846793005ull + w;
+				for (uint32_t k = 0; k < lines; k++)
+					area[(uint64_t)idx[cur][b * lines + k] * 64] +=
+					        (unsigned char)acc;
+				sink += acc;
+			}
+			cur = nx;
+		}
+		ns[rep] = (now_s() - t0) * 1e9 / FLOOR_CYCLES;
+	}
+	if (sink == 42) /* keep the work */
+		printf(" ");
+	qsort(ns, FLOOR_REPS, sizeof(ns[0]), cmp_double);
+	return ns[FLOOR_REPS / 2];
+}
+
+/*
+ * Calibrate the work to target_ns a cycle, then measure every case at both
+ * sizes: the session slots and agents of the agent sweep's ends (what the
+ * cycles touch; the text pool, mostly idle, is left out).
+ */
+static int floor_measure(struct floor_report *fr, const struct memory *m, double target_ns)
+{
+	unsigned char *small, *large;
+	uint32_t work = 256;
+
+	fr->small_bytes =
+	        (uint64_t)((1000 * CAPACITY + 1024) * m->per_session_slot + 1000 * m->per_agent);
+	fr->large_bytes = (uint64_t)((100000 * CAPACITY + 1024) * m->per_session_slot +
+	                             100000 * m->per_agent);
+	fr->target_ns = target_ns;
+	if (fr->small_bytes < 64 || fr->large_bytes < 64)
+		return -1;
+	small = malloc(fr->small_bytes);
+	large = malloc(fr->large_bytes);
+	if (!small || !large) {
+		free(small);
+		free(large);
+		return -1;
+	}
+	memset(small, 1, fr->small_bytes);
+	memset(large, 1, fr->large_bytes);
+	for (int i = 0; i < 3; i++) {
+		double t = floor_cycle_ns(small, fr->small_bytes, 0, work, true);
+
+		if (t > 0)
+			work = (uint32_t)((double)work * target_ns / t + 0.5);
+	}
+	fr->work = work;
+	for (size_t i = 0; i < NB_FLOOR; i++) {
+		struct floor_row *r = &fr->rows[i];
+
+		r->lines = floor_cases[i].lines;
+		r->ahead = floor_cases[i].ahead;
+		r->small_ns = floor_cycle_ns(small, fr->small_bytes, r->lines, work, r->ahead);
+		r->large_ns = floor_cycle_ns(large, fr->large_bytes, r->lines, work, r->ahead);
+	}
+	free(small);
+	free(large);
+	return 0;
+}
+
 /* ---- report ---------------------------------------------------------------------- */
 
 static void print_row(const struct result *r)
@@ -878,6 +1008,7 @@ int main(int argc, char **argv)
 	bool callgrind = false;
 	double growth[NB_IMPLS][2];
 	struct memory mem;
+	struct floor_report fr;
 	uint64_t failures = 0;
 	FILE *f;
 
@@ -969,6 +1100,22 @@ int main(int argc, char **argv)
 	       "%.1f B (slot)\n",
 	       mem.per_session_slot + mem.per_queue_slot, mem.per_session_slot);
 	printf("  held text (questions, messages) comes on top, from the fixed text pool\n");
+
+	if (floor_measure(&fr, &mem, 4 * res[0][0][0].ns_per_op) < 0) {
+		perror("floor");
+		return 1;
+	}
+	printf("\nthis machine's floor: per cycle %u iterations of work (%.0f ns, the engine's "
+	       "cycle at 1k agents) and N random lines over %.0f MB (1k agents) or %.0f MB "
+	       "(100k agents)\n",
+	       fr.work, fr.target_ns, fr.small_bytes / 1048576.0, fr.large_bytes / 1048576.0);
+	for (size_t i = 0; i < NB_FLOOR; i++) {
+		const struct floor_row *r = &fr.rows[i];
+
+		printf("  %2u lines%-14s %6.0f ns/cycle -> %6.0f ns/cycle: %.2fx\n", r->lines,
+		       r->ahead ? ", loaded ahead" : ", not loaded", r->small_ns, r->large_ns,
+		       r->large_ns / r->small_ns);
+	}
 	if (failures)
 		printf("\nWARNING: %llu requests failed or were refused\n",
 		       (unsigned long long)failures);
@@ -1001,6 +1148,18 @@ int main(int argc, char **argv)
 		        "disp_footprint", mem.per_session_slot, mem.per_queue_slot, mem.per_agent,
 		        mem.per_session_slot + mem.per_queue_slot, mem.per_session_slot,
 		        (unsigned long long)mem.base);
+		fprintf(f,
+		        "  \"floor\": {\"work\": %u, \"target_ns\": %.1f, \"small_bytes\": %llu, "
+		        "\"large_bytes\": %llu, \"rows\": [",
+		        fr.work, fr.target_ns, (unsigned long long)fr.small_bytes,
+		        (unsigned long long)fr.large_bytes);
+		for (size_t i = 0; i < NB_FLOOR; i++)
+			fprintf(f,
+			        "%s\n    {\"lines\": %u, \"ahead\": %s, \"small_ns\": %.1f, "
+			        "\"large_ns\": %.1f}",
+			        i ? "," : "", fr.rows[i].lines, fr.rows[i].ahead ? "true" : "false",
+			        fr.rows[i].small_ns, fr.rows[i].large_ns);
+		fprintf(f, "]},\n");
 		fprintf(f, "  \"failures\": %llu\n}\n", (unsigned long long)failures);
 		fclose(f);
 	}

@@ -229,6 +229,24 @@ with open(md, "w") as f:
                 "unit of max_sessions / queue_capacity / max_agents, from %s; held text (questions, "
                 "messages) comes on top, from the fixed-size text pool.\n" % (
                     "`disp_footprint`" if m["source"] == "disp_footprint" else "malloc's accounting (mallinfo2) around disp_create"))
+
+        fl = d.get("floor")
+        if fl:
+            f.write("\n### This machine's floor for the agent sweep\n\n")
+            f.write("The same binary, without the engine: per cycle %d iterations of work calibrated to the "
+                    "engine's cycle at 1k agents (%.0f ns) and N random 64-byte lines, each read and written, "
+                    "over an area as large as the engine's session slots and agents at 1k agents (%.1f MB) "
+                    "and at 100k agents (%.0f MB); the lines of a burst of 8 cycles are loaded while the "
+                    "burst before runs (as a perfect prefetch would), or not at all. Its growth is the least "
+                    "that any design touching N random lines per cycle pays on this machine; set the "
+                    "engine's against it.\n\n" % (fl["work"], fl["target_ns"], fl["small_bytes"] / 1048576.0,
+                                                  fl["large_bytes"] / 1048576.0))
+            f.write("| random lines per cycle | loaded | ns/cycle, 1k-agent area | ns/cycle, 100k-agent area | growth |\n")
+            f.write("|---:|---|---:|---:|---:|\n")
+            for r in fl["rows"]:
+                f.write("| %d | %s | %.0f | %.0f | %.2fx |\n" % (r["lines"], "ahead" if r["ahead"] else "no",
+                                                             r["small_ns"], r["large_ns"],
+                                                             r["large_ns"] / r["small_ns"] if r["small_ns"] else 0))
     cpath = os.path.join(out, "dispatch-callgrind.json")
     if os.path.exists(dpath) and os.path.exists(cpath):
         with open(cpath) as cf:
