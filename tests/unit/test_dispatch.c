@@ -1099,6 +1099,15 @@ static void test_gateway_down_requeues_front(void **state)
 	expect_error(cust_msg(e, GW_APP, s3, 9, "x"), -EINVAL, DISP_ERR_UNKNOWN_SESSION, s3);
 }
 
+/* n customers open "presale" in turn (refs 1..n, at 10, 11, ... ms): their session ids. */
+static void open_presale(struct disp_engine *e, uint64_t *sid, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		open_q(e, GW_WEB, i + 1, "presale", "q", 10 + i);
+		sid[i] = sid_of(i + 1);
+	}
+}
+
 static void test_gateway_down_order_of_several(void **state)
 {
 	struct disp_engine *e = *state;
@@ -1106,10 +1115,7 @@ static void test_gateway_down_order_of_several(void **state)
 	unsigned n = 0;
 
 	login(e, GW_WB1, "alice", "presale", 2);
-	for (unsigned i = 0; i < 4; i++) {
-		open_q(e, GW_WEB, i + 1, "presale", "q", 10 + i);
-		s[i] = sid_of(i + 1);
-	}
+	open_presale(e, s, 4);
 	clear_recs();
 	disp_gateway_down(e, GW_WB1, 100);
 	/* s0 and s1 were served: they go back in front, in order, before s2 and s3. */
@@ -1138,10 +1144,7 @@ static void test_gateway_down_order_beyond_hand(void **state)
 	unsigned n = 0;
 
 	login(e, GW_WB1, "alice", "presale", 20);
-	for (unsigned i = 0; i < 20; i++) {
-		open_q(e, GW_WEB, i + 1, "presale", "q", 10 + i);
-		s[i] = sid_of(i + 1);
-	}
+	open_presale(e, s, 20);
 	assert_int_equal(disp_session_end(e, GW_WEB, s[1], 1, false, S(""), 30), 0);
 	assert_int_equal(disp_session_end(e, GW_WEB, s[17], 1, false, S(""), 31), 0);
 	assert_int_equal(disp_check_invariants(e), 0);
