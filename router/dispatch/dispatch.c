@@ -284,8 +284,7 @@ struct agent {
 	 * e->ll_links); its places in other skills are in e->ask. Re-filing
 	 * then reads no ask line. */
 	uint16_t ll_pos;
-	/* line 4 */
-	/* its first sessions in hand, in the order assigned */
+	/* line 4: its first sessions in hand, in the order assigned */
 	_Alignas(64) uint32_t hand[HAND_INLINE];
 	/* line 5: spare (the size stays a multiple of the 128-byte alignment) */
 };
@@ -839,9 +838,9 @@ static struct ask *ask_of(const struct disp_engine *e, uint32_t ai, uint32_t s)
 }
 
 /*
- * Agent ai's place in least-loaded skill s: in struct agent for e->ll_in
- * (decided per skill, so a neighbour's is found without reading its agent),
- * else in its struct ask.
+ * Agent ai's place in least-loaded skill s: for e->ll_in its load in struct
+ * agent and its neighbours in e->ll_links (decided per skill, so a
+ * neighbour's is found without reading its agent), else in its struct ask.
  */
 static uint32_t ll_pos(const struct disp_engine *e, uint32_t ai, uint32_t s)
 {
