@@ -837,7 +837,7 @@ static void json_row(FILE *f, const struct result *r, bool last)
 /* Keep round `round` of a measurement: the reported result becomes the median round's. */
 static void keep_round(struct result *med, struct result *all, int round)
 {
-	double ns[MAX_ROUNDS];
+	double ns[MAX_ROUNDS] = {0};
 	int n = round + 1, m = 0;
 
 	for (int i = 0; i < n; i++)
