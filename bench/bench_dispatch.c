@@ -723,6 +723,8 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static volatile uint64_t floor_sink;
+
 /* ns per cycle over an area of `bytes`, median of FLOOR_REPS runs. */
 static double floor_cycle_ns(unsigned char *area, uint64_t bytes, uint32_t lines, uint32_t work,
                              bool ahead)
@@ -761,8 +763,7 @@ static double floor_cycle_ns(unsigned char *area, uint64_t bytes, uint32_t lines
 		}
 		ns[rep] = (now_s() - t0) * 1e9 / FLOOR_CYCLES;
 	}
-	if (sink == 42) /* keep the work */
-		printf(" ");
+	floor_sink = sink; /* the work is kept */
 	qsort(ns, FLOOR_REPS, sizeof(ns[0]), cmp_double);
 	return ns[FLOOR_REPS / 2];
 }
@@ -835,27 +836,21 @@ static void json_row(FILE *f, const struct result *r, bool last)
 }
 
 /* Keep round `round` of a measurement: the reported result becomes the median round's. */
-static void keep_round(struct result *med, struct result *all, int round)
+static void keep_round(struct result *med, const struct result *all, int round)
 {
-	double ns[MAX_ROUNDS] = {0};
+	double sorted[MAX_ROUNDS] = {0};
 	int n = round + 1, m = 0;
 
 	for (int i = 0; i < n; i++)
-		ns[i] = all[i].ns_per_op;
-	/* the median of n (the lower one of an even n): the one with (n - 1) / 2 below it */
-	for (int i = 0; i < n; i++) {
-		int below = 0, same_before = 0;
-
-		for (int j = 0; j < n; j++) {
-			below += ns[j] < ns[i];
-			same_before += j < i && ns[j] == ns[i];
-		}
-		if (below + same_before == (n - 1) / 2)
-			m = i;
-	}
+		sorted[i] = all[i].ns_per_op;
+	qsort(sorted, (size_t)n, sizeof(sorted[0]), cmp_double);
+	/* the median of n (the lower one of an even n), and the round that gave it */
+	while (all[m].ns_per_op != sorted[(n - 1) / 2])
+		m++;
 	*med = all[m];
 	med->rounds = n;
-	memcpy(med->round_ns, ns, sizeof(ns[0]) * (size_t)n);
+	for (int i = 0; i < n; i++)
+		med->round_ns[i] = all[i].ns_per_op;
 }
 
 #define NB_IMPLS 3 /* engine (bursts), engine-seq (no prefetch), naive: the report's order */
