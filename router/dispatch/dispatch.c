@@ -27,17 +27,21 @@
  *    counter tells the owner to look).
  *  - who can take a session: per skill, the agents eligible now (READY,
  *    load < capacity), ordered by the skill's strategy. A least-loaded skill
- *    keeps one FIFO list per load value (0 .. CAP_MAX-1), linked through the
- *    agents' places (struct ask; the first least-loaded skill's, e->ll_in,
- *    in struct agent and e->ll_links), and a two-level bitmap of the non-empty
- *    ones: the best agent is the head of the lowest non-empty list, and
- *    re-filing an agent whose load changed unlinks it and appends it to the
- *    tail of its new load's list, O(1) and about three cache lines where a
- *    heap walked two paths at 100k agents. The lists stay in load_since
- *    order because load_since is set to the engine's (clamped,
- *    non-decreasing) now whenever the load changes or the agent becomes
- *    eligible; so ties of load and load_since (the same millisecond) go in
- *    the order of those events, where the heap ordered them by agent index.
+ *    keeps an llq (llq.h): per load value (0 .. CAP_MAX-1) a FIFO of
+ *    (agent, stamp) entries in chunks, and a two-level bitmap of the loads
+ *    with live entries: the best agent is the head of the lowest one.
+ *    Re-filing an agent whose load changed bumps its stamp (e->ll_stamp),
+ *    which makes its entries stale in every skill at once, and appends new
+ *    ones at its new load's tails; stale entries are dropped at the heads
+ *    and by incremental compaction. A doubly linked list per load wrote both
+ *    neighbours of every agent it unlinked, two random lines a close at 100k
+ *    agents; an llq writes the agent's stamp and a tail chunk. The FIFOs
+ *    stay in load_since order because load_since is set to the engine's
+ *    (clamped, non-decreasing) now whenever the load changes or the agent
+ *    becomes eligible; so ties of load and load_since (the same
+ *    millisecond) go in the order of those events, where the heap ordered
+ *    them by agent index. The chunks come from a pool that logins reserve
+ *    (ll_reserve_login), so that no request allocates.
  *    Every other strategy keeps a heap, each entry carrying a copy of the
  *    agent's key so sifting reads the heap only; 4-ary (half the depth, half
  *    the cache lines), except for random, which picks a uniform heap index
@@ -86,6 +90,7 @@
 
 #include "dispatch.h"
 #include "dispatch_pvt.h"
+#include "llq.h"
 #include "wheel.h"
 
 #define NIL          UINT32_MAX
@@ -149,9 +154,11 @@ struct skill {
 	uint32_t q_ticket[NB_PRIO]; /* next back ticket */
 	uint32_t q_count;
 	uint32_t q_mask;
-	struct hent *heap;   /* eligible agents, best first (not least-loaded) */
-	struct ll_lists *ll; /* eligible agents by load (least-loaded only) */
-	uint32_t elig_n;     /* eligible agents: the heap's size or the lists' entries */
+	struct hent *heap;  /* eligible agents, best first (not least-loaded) */
+	struct llq *ll;     /* eligible agents by load (least-loaded only) */
+	uint32_t elig_n;    /* the heap's size (least-loaded: ll->live, see elig_count) */
+	uint32_t ll_ids;    /* least-loaded: agents with the skill (llq_need) */
+	uint32_t ll_capmax; /* least-loaded: the largest capacity they logged in with */
 	uint32_t rr_counter;
 	uint16_t ov_to[DISP_MAX_OVERFLOW]; /* overflow targets, resolved */
 	uint32_t in_first, in_n;           /* inflows: e->inflows[in_first .. +in_n) */
@@ -180,33 +187,7 @@ struct hent {
 	uint32_t ai;
 };
 
-/*
- * A least-loaded skill's eligible agents: per load, a FIFO linked through
- * struct ask (head and tail side by side: appending or unlinking touches one
- * line of them), and which loads are non-empty, a bit per load and a bit per
- * word of those, so the lowest non-empty load is two ctz away.
- */
-struct ll_end {
-	uint32_t head, tail;
-};
-
-/*
- * An agent's neighbours in the lists of skill e->ll_in, in an array of their
- * own: unlinking an agent writes both neighbours, and 8 bytes an agent (800
- * KB at 100k agents) mostly stay in cache where the neighbours' struct agent
- * lines would each be a miss.
- */
-struct ll_link {
-	uint32_t prev, next;
-};
-
-struct ll_lists {
-	uint64_t summary; /* bit w: nonempty[w] != 0 */
-	uint64_t nonempty[CAP_MAX / 64];
-	struct ll_end end[CAP_MAX];
-};
-
-_Static_assert(CAP_MAX % 64 == 0 && CAP_MAX / 64 <= 64, "one summary word");
+_Static_assert(CAP_MAX <= LLQ_LOADS, "an llq has a FIFO per load an agent can be listed at");
 
 /* A group that overflows into a skill: its sessions may be taken after after_ms. */
 struct inflow {
@@ -279,11 +260,10 @@ struct agent {
 	struct disp_timer st_timer;
 	/* line 3: the low byte of the counters sessions' ends bump (see tally_bump) */
 	uint8_t tally[TALLY_N];
-	/* Its place in the engine's first least-loaded skill (e->ll_in): the
-	 * load listed under (LL_NIL: not listed; its neighbours there are in
-	 * e->ll_links); its places in other skills are in e->ask. Re-filing
-	 * then reads no ask line. */
-	uint16_t ll_pos;
+	/* The load it is filed under in its least-loaded skills' llqs, the same
+	 * in all of them (LL_NIL: in none); its entries there carry
+	 * e->ll_stamp[agent]. Re-filing reads no ask line. */
+	uint16_t ll_load;
 	/* line 4: its first sessions in hand, in the order assigned */
 	_Alignas(64) uint32_t hand[HAND_INLINE];
 	/* line 5: spare (the size stays a multiple of the 128-byte alignment) */
@@ -295,7 +275,7 @@ struct agent {
 _Static_assert(sizeof(struct agent) == 384 && AGENT_HOT_BYTES == 320,
                "five lines and a spare, three aligned pairs");
 #define LL_NIL UINT16_MAX
-_Static_assert(CAP_MAX < LL_NIL, "ll_pos holds a load");
+_Static_assert(CAP_MAX < LL_NIL, "ll_load holds a load");
 _Static_assert(DISP_NAME_MAX <= 256 && SKILLS_MAX <= UINT16_MAX, "id_len and nb_skills fit");
 
 struct agent_cold {
@@ -311,20 +291,19 @@ struct agent_cold {
 };
 
 /*
- * Agent a's place in skill s: ask[a * nb_skills + s]. 16 bytes, so that one
+ * Agent a's place in skill s: ask[a * nb_skills + s]. 8 bytes, so that one
  * never straddles two lines (level is squeezed beside pos for that).
  */
 #define POS_NIL ((1u << 29) - 1)
 
 struct ask {
-	uint32_t pos : 29;   /* heap index, or the load listed under; POS_NIL: not listed */
-	uint32_t level : 3;  /* 1..5; 0: the agent lacks the skill */
-	uint32_t prev, next; /* least-loaded: neighbours in its load's list, NIL at the ends */
-	uint32_t rr;         /* round-robin turn */
+	uint32_t pos : 29;  /* heap index (not least-loaded); POS_NIL: not listed */
+	uint32_t level : 3; /* 1..5; 0: the agent lacks the skill */
+	uint32_t rr;        /* round-robin turn */
 };
 
-_Static_assert(sizeof(struct ask) == 16 && AGENTS_MAX < POS_NIL && CAP_MAX < POS_NIL,
-               "four a line; pos holds a heap index or a load");
+_Static_assert(sizeof(struct ask) == 8 && AGENTS_MAX < POS_NIL,
+               "eight a line; pos holds a heap index");
 
 struct bl_entry {
 	uint64_t msg_id;
@@ -410,7 +389,11 @@ struct disp_engine {
 	uint32_t skill_hash_mask;
 	struct inflow *inflows;
 	struct hent *heaps;
-	struct ll_lists *lls; /* the least-loaded skills' */
+	struct llq *lls;     /* the least-loaded skills' */
+	struct llq **llq_of; /* per skill: its llq, NULL if not least-loaded */
+	uint32_t nb_ll;      /* least-loaded skills */
+	struct llq_pool ll_pool;
+	size_t ll_need; /* chunks the llqs may hold: sum of llq_need over the skills */
 	void *ring_mem;
 	atomic_uint ring_hint; /* pushes not drained yet */
 
@@ -421,8 +404,7 @@ struct disp_engine {
 	uint32_t agent_hash_mask;
 	uint16_t *agent_skills;
 	struct ask *ask;
-	uint32_t ll_in; /* the least-loaded skill whose places are in struct agent; NIL: none */
-	struct ll_link *ll_links; /* agents' neighbours in skill ll_in, same index */
+	llq_stamp *ll_stamp; /* per agent: its llq entries with this stamp are live (llq.h) */
 
 	struct session *sessions;
 	struct sess_cold *scold; /* the sessions' cold halves, same index */
@@ -630,10 +612,10 @@ static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
 static void agent_prefetch_all(const struct disp_engine *e, uint32_t ai)
 {
 	agent_prefetch(e, ai);
-	if (e->ll_in != NIL)
-		__builtin_prefetch(&e->ll_links[ai], 1);
-	/* With one skill, least-loaded, its place is in struct agent (ll_in). */
-	if (e->nb_skills > 1 || e->ll_in == NIL)
+	if (e->nb_ll)
+		__builtin_prefetch(&e->ll_stamp[ai], 1);
+	/* Least-loaded skills keep nothing in struct ask. */
+	if (e->nb_ll < e->nb_skills)
 		__builtin_prefetch(&e->ask[(size_t)ai * e->nb_skills], 1);
 }
 
@@ -835,39 +817,6 @@ static const uint16_t *agent_skill_list(const struct disp_engine *e, uint32_t ai
 static struct ask *ask_of(const struct disp_engine *e, uint32_t ai, uint32_t s)
 {
 	return &e->ask[(size_t)ai * e->nb_skills + s];
-}
-
-/*
- * Agent ai's place in least-loaded skill s: for e->ll_in its load in struct
- * agent and its neighbours in e->ll_links (decided per skill, so a
- * neighbour's is found without reading its agent), else in its struct ask.
- */
-static uint32_t ll_pos(const struct disp_engine *e, uint32_t ai, uint32_t s)
-{
-	if (s == e->ll_in) {
-		uint32_t p = e->agents[ai].ll_pos;
-
-		return p == LL_NIL ? POS_NIL : p;
-	}
-	return ask_of(e, ai, s)->pos;
-}
-
-static void ll_set_pos(struct disp_engine *e, uint32_t ai, uint32_t s, uint32_t pos)
-{
-	if (s == e->ll_in)
-		e->agents[ai].ll_pos = pos == POS_NIL ? LL_NIL : (uint16_t)pos;
-	else
-		ask_of(e, ai, s)->pos = pos;
-}
-
-static uint32_t *ll_prev(const struct disp_engine *e, uint32_t ai, uint32_t s)
-{
-	return s == e->ll_in ? &e->ll_links[ai].prev : &ask_of(e, ai, s)->prev;
-}
-
-static uint32_t *ll_next(const struct disp_engine *e, uint32_t ai, uint32_t s)
-{
-	return s == e->ll_in ? &e->ll_links[ai].next : &ask_of(e, ai, s)->next;
 }
 
 /* ---- session lists (queues, agents' sessions, free list) ----------------- */
@@ -1252,81 +1201,73 @@ static void heap_update(struct disp_engine *e, uint32_t s, uint32_t ai)
 		heap_down(e, s, i);
 }
 
-/* Agent ai at the tail of the list of its load in least-loaded skill s. */
-static void ll_append(struct disp_engine *e, uint32_t s, uint32_t ai)
+static bool is_ll(const struct disp_engine *e, uint32_t s)
 {
-	struct skill *k = &e->skills[s];
-	struct ll_lists *l = k->ll;
-	uint32_t load = e->agents[ai].load;
-	struct ll_end *end = &l->end[load];
+	return e->llq_of[s] != NULL;
+}
 
-	ll_set_pos(e, ai, s, load);
-	*ll_prev(e, ai, s) = end->tail;
-	*ll_next(e, ai, s) = NIL;
-	if (end->tail != NIL) {
-		*ll_next(e, end->tail, s) = ai;
-	} else {
-		end->head = ai;
-		l->nonempty[load / 64] |= 1ull << (load % 64);
-		/* Only offered agents are listed: load < cap <= CAP_MAX, never POS_NIL. */
-		// NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
-		l->summary |= 1ull << (load / 64);
+/* File agent ai at its load in its least-loaded skills' llqs. */
+static void ll_join(struct disp_engine *e, uint32_t ai)
+{
+	struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
+
+	for (uint32_t i = 0; i < a->nb_skills; i++) {
+		struct llq *q = e->llq_of[sk[i]];
+
+		if (!q)
+			continue;
+		llq_push(q, &e->ll_pool, a->load, ai, e->ll_stamp[ai]);
+		a->ll_load = (uint16_t)a->load;
 	}
-	end->tail = ai;
-	k->elig_n++;
 }
 
-static void ll_unlink(struct disp_engine *e, uint32_t s, uint32_t ai)
+/*
+ * A new stamp for agent ai: its entries become stale at once. After 2^32 of
+ * them the stamps come round, and an entry that old, if some load still
+ * kept it, would look live again: none may stay.
+ */
+static void ll_restamp(struct disp_engine *e, uint32_t ai)
 {
-	struct skill *k = &e->skills[s];
-	struct ll_lists *l = k->ll;
-	uint32_t load = ll_pos(e, ai, s);
-	uint32_t prev = *ll_prev(e, ai, s), next = *ll_next(e, ai, s);
-	struct ll_end *end = &l->end[load];
+	if (__builtin_expect(++e->ll_stamp[ai] == 0, 0))
+		for (uint32_t i = 0; i < e->nb_ll; i++)
+			llq_purge(&e->lls[i], &e->ll_pool, ai, e->ll_stamp);
+}
 
-	if (prev != NIL)
-		*ll_next(e, prev, s) = next;
-	else
-		end->head = next;
-	if (next != NIL)
-		*ll_prev(e, next, s) = prev;
-	else
-		end->tail = prev;
-	if (end->head == NIL) {
-		l->nonempty[load / 64] &= ~(1ull << (load % 64));
-		if (!l->nonempty[load / 64])
-			l->summary &= ~(1ull << (load / 64));
+/* Agent ai leaves its llqs (no longer eligible). */
+static void ll_leave(struct disp_engine *e, uint32_t ai)
+{
+	struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
+
+	if (a->ll_load == LL_NIL)
+		return;
+	ll_restamp(e, ai);
+	for (uint32_t i = 0; i < a->nb_skills; i++) {
+		struct llq *q = e->llq_of[sk[i]];
+
+		if (q)
+			llq_leave(q, &e->ll_pool, a->ll_load, e->ll_stamp);
 	}
-	ll_set_pos(e, ai, s, POS_NIL);
-	*ll_prev(e, ai, s) = NIL;
-	*ll_next(e, ai, s) = NIL;
-	k->elig_n--;
+	a->ll_load = LL_NIL;
 }
 
-static uint32_t ll_best(const struct ll_lists *l)
+/* Agent ai, still eligible, changed load: from the old load's FIFOs to the new one's tails. */
+static void ll_move(struct disp_engine *e, uint32_t ai)
 {
-	uint32_t w;
+	struct agent *a = &e->agents[ai];
+	const uint16_t *sk = agent_skill_list(e, ai);
 
-	if (!l->summary)
-		return NIL;
-	w = (uint32_t)__builtin_ctzll(l->summary);
-	return l->end[w * 64 + (uint32_t)__builtin_ctzll(l->nonempty[w])].head;
-}
+	ll_restamp(e, ai);
+	for (uint32_t i = 0; i < a->nb_skills; i++) {
+		struct llq *q = e->llq_of[sk[i]];
 
-static void elig_insert(struct disp_engine *e, uint32_t s, uint32_t ai)
-{
-	if (e->skills[s].conf.strategy == DISP_STRATEGY_LEAST_LOADED)
-		ll_append(e, s, ai);
-	else
-		heap_insert(e, s, ai);
-}
-
-static void elig_remove(struct disp_engine *e, uint32_t s, uint32_t ai)
-{
-	if (e->skills[s].conf.strategy == DISP_STRATEGY_LEAST_LOADED)
-		ll_unlink(e, s, ai);
-	else
-		heap_remove(e, s, ai);
+		if (q) {
+			llq_leave(q, &e->ll_pool, a->ll_load, e->ll_stamp);
+			llq_push(q, &e->ll_pool, a->load, ai, e->ll_stamp[ai]);
+		}
+	}
+	a->ll_load = (uint16_t)a->load;
 }
 
 static void agent_unlist(struct disp_engine *e, uint32_t ai)
@@ -1337,7 +1278,9 @@ static void agent_unlist(struct disp_engine *e, uint32_t ai)
 	if (!a->listed)
 		return;
 	for (uint32_t i = 0; i < a->nb_skills; i++)
-		elig_remove(e, sk[i], ai);
+		if (!is_ll(e, sk[i]))
+			heap_remove(e, sk[i], ai);
+	ll_leave(e, ai);
 	a->listed = false;
 }
 
@@ -1356,18 +1299,16 @@ static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 		 * heaps' order is total (ties end on the agent index), so the best
 		 * agent is the same as after a removal and an insertion; a random
 		 * pick reads the heap's layout, so those heaps still take the long
-		 * way. In a least-loaded skill an agent whose load is what it is
-		 * listed under has kept its load_since too (the two change
+		 * way. In the least-loaded skills an agent whose load is what it
+		 * is filed under has kept its load_since too (the two change
 		 * together), so it stays; otherwise its load_since is now, the
-		 * latest of all, and the tail is its place.
+		 * latest of all, and the tails are its place.
 		 */
+		if (a->ll_load != LL_NIL && a->ll_load != a->load)
+			ll_move(e, ai);
 		for (uint32_t i = 0; i < a->nb_skills; i++) {
 			switch (e->skills[sk[i]].conf.strategy) {
 			case DISP_STRATEGY_LEAST_LOADED:
-				if (ll_pos(e, ai, sk[i]) != a->load) {
-					ll_unlink(e, sk[i], ai);
-					ll_append(e, sk[i], ai);
-				}
 				break;
 			case DISP_STRATEGY_RANDOM:
 				heap_remove(e, sk[i], ai);
@@ -1392,18 +1333,29 @@ static void agent_relist(struct disp_engine *e, uint32_t ai, uint64_t now)
 		}
 	}
 	for (uint32_t i = 0; i < a->nb_skills; i++)
-		elig_insert(e, sk[i], ai);
+		if (!is_ll(e, sk[i]))
+			heap_insert(e, sk[i], ai);
+	ll_join(e, ai);
 	a->listed = true;
+}
+
+/* Agents of skill s eligible now. */
+static uint32_t elig_count(const struct skill *k)
+{
+	return k->ll ? k->ll->live : k->elig_n;
 }
 
 static uint32_t best_agent(struct disp_engine *e, uint32_t s)
 {
 	const struct skill *k = &e->skills[s];
 
+	if (k->ll) {
+		uint32_t ai = llq_best(k->ll, &e->ll_pool, e->ll_stamp);
+
+		return ai == LLQ_NONE ? NIL : ai;
+	}
 	if (k->elig_n == 0)
 		return NIL;
-	if (k->conf.strategy == DISP_STRATEGY_LEAST_LOADED)
-		return ll_best(k->ll);
 	if (k->conf.strategy == DISP_STRATEGY_RANDOM)
 		return k->heap[xorshift(e) % k->elig_n].ai;
 	return k->heap[0].ai;
@@ -2484,11 +2436,13 @@ static int skills_init(struct disp_engine *e, const struct disp_conf *conf)
 	e->inflows = zalloc(e, (size_t)e->nb_skills * DISP_MAX_OVERFLOW, sizeof(*e->inflows));
 	e->heaps = zalloc(e, (size_t)(e->nb_skills - nll) * e->max_agents, sizeof(*e->heaps));
 	e->lls = zalloc(e, nll, sizeof(*e->lls));
+	e->llq_of = zalloc(e, e->nb_skills, sizeof(struct llq *));
+	e->nb_ll = nll;
 	e->ring_mem = aligned_alloc(64, rs * e->nb_skills);
-	if (!e->skills || !e->skill_hash || !e->inflows || !e->heaps || !e->lls || !e->ring_mem)
+	if (!e->skills || !e->skill_hash || !e->inflows || !e->heaps || !e->lls || !e->llq_of ||
+	    !e->ring_mem)
 		return -ENOMEM;
 	nll = 0;
-	e->ll_in = NIL;
 	e->footprint += rs * e->nb_skills;
 	e->skill_hash_mask = hs - 1;
 	for (uint32_t i = 0; i < e->nb_skills; i++) {
@@ -2509,11 +2463,10 @@ static int skills_init(struct disp_engine *e, const struct disp_conf *conf)
 		c->idle_alert_ms = or_default(c->idle_alert_ms, DEF_IDLE_ALERT_MS);
 		c->eta_step_ms = or_default(c->eta_step_ms, DEF_ETA_STEP_MS);
 		if (c->strategy == DISP_STRATEGY_LEAST_LOADED) {
-			if (e->ll_in == NIL)
-				e->ll_in = i;
 			k->ll = &e->lls[nll++];
-			for (uint32_t l = 0; l < CAP_MAX; l++)
-				k->ll->end[l].head = k->ll->end[l].tail = NIL;
+			llq_init(k->ll);
+			e->llq_of[i] = k->ll;
+			e->ll_need += llq_need(0, 0);
 		} else {
 			k->heap = &e->heaps[(size_t)nheap++ * e->max_agents];
 		}
@@ -2578,12 +2531,14 @@ static void engine_free(struct disp_engine *e)
 	free(e->agent_hash);
 	free(e->agent_skills);
 	free(e->ask);
-	free(e->ll_links);
+	free(e->ll_stamp);
+	llq_pool_fini(&e->ll_pool);
 	free(e->skills);
 	free(e->skill_hash);
 	free(e->inflows);
 	free(e->heaps);
 	free(e->lls);
+	free(e->llq_of);
 	free(e->ring_mem);
 	free(e);
 }
@@ -2625,12 +2580,18 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	snprintf(e->customer_too_long, sizeof(e->customer_too_long),
 	         "customer text over %u characters", e->customer_text_max);
 	disp_wheel_init(&e->wheel, 0);
+	llq_pool_init(&e->ll_pool);
 
 	rc = skills_init(e, conf);
 	if (rc < 0) {
 		err = -rc;
 		goto out_free_engine;
 	}
+	/* The llqs' spares; logins reserve the rest (ll_reserve_login). */
+	err = ENOMEM;
+	if (llq_pool_reserve(&e->ll_pool, e->ll_need) < 0)
+		goto out_free_engine;
+	e->footprint += e->ll_pool.bytes;
 
 	err = ENOMEM;
 	hs = pow2_at_least(2 * e->max_agents);
@@ -2639,9 +2600,9 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	e->agent_hash = zalloc(e, hs, sizeof(*e->agent_hash));
 	e->agent_skills = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->agent_skills));
 	e->ask = zalloc(e, (size_t)e->max_agents * e->nb_skills, sizeof(*e->ask));
-	e->ll_links = zalloc(e, e->max_agents, sizeof(*e->ll_links));
+	e->ll_stamp = zalloc(e, e->max_agents, sizeof(*e->ll_stamp));
 	if (!e->agents || !e->acold || !e->agent_hash || !e->agent_skills || !e->ask ||
-	    !e->ll_links)
+	    !e->ll_stamp)
 		goto out_free_engine;
 	e->agent_hash_mask = hs - 1;
 
@@ -2742,6 +2703,7 @@ static uint32_t agent_add(struct disp_engine *e, struct disp_str id, uint64_t no
 	a->state = DISP_AGENT_OFFLINE;
 	a->cap = 1; /* until a login says */
 	a->s_head = a->s_tail = NIL;
+	a->ll_load = LL_NIL;
 	a->alert_skill = UINT16_MAX;
 	ac(e, ai)->acct_since = now;
 	disp_timer_init(&ac(e, ai)->hb_timer, ai, T_HEARTBEAT);
@@ -2757,12 +2719,59 @@ static void new_shift(struct disp_engine *e, uint32_t ai)
 	e->agents[ai].assigned_today = 0;
 }
 
+/* Agent ids with least-loaded skill s change by d, one logged in with cap: e->ll_need follows. */
+static void ll_count(struct disp_engine *e, uint32_t s, int32_t d, uint32_t cap)
+{
+	struct skill *k = &e->skills[s];
+
+	e->ll_need -= llq_need(k->ll_ids, k->ll_capmax);
+	k->ll_ids = (uint32_t)((int32_t)k->ll_ids + d);
+	if (cap > k->ll_capmax)
+		k->ll_capmax = cap;
+	e->ll_need += llq_need(k->ll_ids, k->ll_capmax);
+}
+
+/*
+ * Chunks for agent ai's entries in the least-loaded skills it logs in with
+ * (skills[0 .. n), distinct) in place of its last login's: reserved before
+ * the login changes anything, so that no later request allocates and a
+ * refusal leaves the agent as it was (a larger ll_capmax only reserves more).
+ */
+static int ll_reserve_login(struct disp_engine *e, uint32_t ai, const uint16_t *skills, uint32_t n,
+                            uint32_t cap)
+{
+	const uint16_t *old = agent_skill_list(e, ai);
+	uint32_t nb_old = e->agents[ai].nb_skills;
+	size_t before = e->ll_pool.bytes;
+	int rc;
+
+	for (uint32_t i = 0; i < nb_old; i++)
+		if (is_ll(e, old[i]))
+			ll_count(e, old[i], -1, 0);
+	for (uint32_t i = 0; i < n; i++)
+		if (is_ll(e, skills[i]))
+			ll_count(e, skills[i], 1, cap);
+	rc = llq_pool_reserve(&e->ll_pool, e->ll_need);
+	e->footprint += e->ll_pool.bytes - before;
+	if (rc < 0) {
+		for (uint32_t i = 0; i < n; i++)
+			if (is_ll(e, skills[i]))
+				ll_count(e, skills[i], -1, 0);
+		for (uint32_t i = 0; i < nb_old; i++)
+			if (is_ll(e, old[i]))
+				ll_count(e, old[i], 1, 0);
+	}
+	return rc;
+}
+
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
                      uint64_t now_ms)
 {
 	struct agent *a;
-	uint32_t ai;
+	uint32_t ai, cap, nb = 0;
 	uint16_t *sk;
+	uint16_t skills[SKILLS_MAX];
+	uint8_t levels[SKILLS_MAX];
 	uint8_t seen[SKILLS_MAX / 8] = {0};
 	bool fresh;
 
@@ -2783,13 +2792,26 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 		k = &e->skills[s];
 		if (k->tenant_len && !str_is(k->conf.tenant, k->tenant_len, req->tenant))
 			return refuse(e, gw, DISP_ERR_FORBIDDEN, "skill of another tenant", 0);
+		/* A skill named twice: the first level counts. */
+		if (seen[s / 8] & (1u << (s % 8)))
+			continue;
+		seen[s / 8] |= (uint8_t)(1u << (s % 8));
+		skills[nb] = (uint16_t)s;
+		levels[nb++] = (uint8_t)(req->skills[i].level < 1   ? 1
+		                         : req->skills[i].level > 5 ? 5
+		                                                    : req->skills[i].level);
 	}
+	cap = req->max_sessions ? req->max_sessions : 1;
+	if (cap > CAP_MAX)
+		cap = CAP_MAX;
 	ai = agent_find(e, req->agent_id);
 	if (ai == NIL) {
 		ai = agent_add(e, req->agent_id, now_ms);
 		if (ai == NIL)
 			return refuse(e, gw, DISP_ERR_OVERLOADED, "too many agents", 0);
 	}
+	if (ll_reserve_login(e, ai, skills, nb, cap) < 0)
+		return refuse(e, gw, DISP_ERR_OVERLOADED, "out of memory for agents", 0);
 	a = &e->agents[ai];
 	fresh = !agent_online(a->state);
 
@@ -2803,25 +2825,17 @@ int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login
 	for (uint32_t i = 0; i < a->nb_skills; i++)
 		ask_of(e, ai, sk[i])->level = 0;
 	a->gw = gw;
-	a->nb_skills = 0;
-	for (uint32_t i = 0; i < req->nb_skills; i++) {
-		uint32_t s = skill_find(e, req->skills[i].skill);
-		uint32_t lv = req->skills[i].level;
+	a->nb_skills = (uint16_t)nb;
+	for (uint32_t i = 0; i < nb; i++) {
+		uint32_t s = skills[i];
 
-		if (seen[s / 8] & (1u << (s % 8)))
-			continue;
-		seen[s / 8] |= (uint8_t)(1u << (s % 8));
-		sk[a->nb_skills++] = (uint16_t)s;
-		ask_of(e, ai, s)->level = (uint8_t)(lv < 1 ? 1 : lv > 5 ? 5 : lv);
+		sk[i] = (uint16_t)s;
+		ask_of(e, ai, s)->level = levels[i];
 		ask_of(e, ai, s)->pos = POS_NIL;
-		if (s == e->ll_in)
-			ll_set_pos(e, ai, s, POS_NIL);
 		/* Joins the round at its end. */
 		ask_of(e, ai, s)->rr = ++e->skills[s].rr_counter;
 	}
-	a->cap = req->max_sessions ? req->max_sessions : 1;
-	if (a->cap > CAP_MAX)
-		a->cap = CAP_MAX;
+	a->cap = cap;
 	a->shrink_load = a->load > a->cap ? a->load : 0;
 	if (fresh)
 		new_shift(e, ai);
@@ -3019,10 +3033,10 @@ static bool agent_at_hand(const struct disp_engine *e, uint32_t s)
 {
 	const struct skill *k = &e->skills[s];
 
-	if (k->elig_n)
+	if (elig_count(k))
 		return true;
 	for (uint32_t i = 0; i < k->conf.nb_overflow && k->conf.overflow[i].after_ms == 0; i++)
-		if (e->skills[k->ov_to[i]].elig_n)
+		if (elig_count(&e->skills[k->ov_to[i]]))
 			return true;
 	return false;
 }
@@ -3890,42 +3904,50 @@ int disp_agent_figures_get(const struct disp_engine *e, struct disp_str agent_id
 			return -__LINE__;                                                          \
 	} while (0)
 
-/* A least-loaded skill's lists: every entry eligible and where its load says, in load_since order.
+struct ll_visit {
+	const struct disp_engine *e;
+	uint32_t skill;
+	uint32_t load;
+	uint64_t since; /* the last entry's load_since at this load */
+	uint8_t *seen;  /* a bit per agent */
+};
+
+/* A live entry: an eligible agent with the skill, once, where its load says, in load_since order.
  */
+static int ll_visit(void *ctx, uint32_t load, uint32_t ai)
+{
+	struct ll_visit *v = ctx;
+	const struct disp_engine *e = v->e;
+	const struct agent *a;
+
+	CHECK(ai < e->nb_agents);
+	a = &e->agents[ai];
+	CHECK(!(v->seen[ai / 8] & (1u << (ai % 8))));
+	v->seen[ai / 8] |= (uint8_t)(1u << (ai % 8));
+	CHECK(ask_of(e, ai, v->skill)->level != 0);
+	CHECK(agent_offered(a) && a->listed && a->load == load && a->ll_load == load);
+	if (load != v->load)
+		v->since = 0;
+	CHECK(a->load_since >= v->since);
+	v->load = load;
+	v->since = a->load_since;
+	return 0;
+}
+
+/* A least-loaded skill's llq: the structure (llq_check), and each live entry (ll_visit). */
 static int check_lists(const struct disp_engine *e, uint32_t k)
 {
-	const struct ll_lists *l = e->skills[k].ll;
-	uint32_t total = 0;
+	struct ll_visit v = {.e = e, .skill = k};
+	int rc;
 
-	CHECK(l && !e->skills[k].heap);
-	for (uint32_t w = 0; w < CAP_MAX / 64; w++) {
-		CHECK(((l->summary >> w) & 1) == (l->nonempty[w] != 0));
-		for (uint32_t b = 0; b < 64; b++) {
-			uint32_t load = w * 64 + b, n = 0, prev = NIL;
-			const struct ll_end *end = &l->end[load];
-			uint64_t last = 0;
-
-			CHECK(((l->nonempty[w] >> b) & 1) == (end->head != NIL));
-			for (uint32_t ai = end->head; ai != NIL; ai = *ll_next(e, ai, k)) {
-				const struct ask *q = &e->ask[(size_t)ai * e->nb_skills + k];
-				const struct agent *a;
-
-				CHECK(ai < e->nb_agents && n < e->nb_agents);
-				a = &e->agents[ai];
-				CHECK(*ll_prev(e, ai, k) == prev && ll_pos(e, ai, k) == load &&
-				      q->level != 0);
-				CHECK(agent_offered(a) && a->listed && a->load == load);
-				CHECK(a->load_since >= last);
-				last = a->load_since;
-				prev = ai;
-				n++;
-			}
-			CHECK(end->tail == prev);
-			total += n;
-		}
-	}
-	CHECK(l->summary >> (CAP_MAX / 64) == 0);
-	CHECK(total == e->skills[k].elig_n);
+	CHECK(e->skills[k].ll && !e->skills[k].heap);
+	v.seen = calloc(e->nb_agents / 8 + 1, 1);
+	CHECK(v.seen);
+	rc = llq_check(e->skills[k].ll, e->ll_stamp, ll_visit, &v);
+	free(v.seen);
+	if (rc)
+		return rc;
+	CHECK(e->skills[k].elig_n == 0);
 	return 0;
 }
 
@@ -3964,7 +3986,7 @@ static int check_queues(const struct disp_engine *e, uint32_t *walked)
 		CHECK(total == sk->q_count);
 		*walked += total;
 		/* Nobody waits while an agent of the skill has room. */
-		CHECK(total == 0 || sk->elig_n == 0);
+		CHECK(total == 0 || elig_count(sk) == 0);
 		if (sk->conf.strategy == DISP_STRATEGY_LEAST_LOADED) {
 			int rc = check_lists(e, k);
 
@@ -3999,7 +4021,9 @@ int disp_check_invariants(const struct disp_engine *e)
 	uint32_t nfree = 0;
 	uint32_t online[SKILLS_MAX] = {0}, rdy[SKILLS_MAX] = {0}, brk[SKILLS_MAX] = {0};
 	uint64_t ocap[SKILLS_MAX] = {0};
+	uint32_t ll_ids[SKILLS_MAX] = {0};
 	const uint32_t S = e->nb_skills;
+	size_t ll_need = 0;
 	int rc;
 
 	CHECK(e->bad_assign == 0);
@@ -4014,6 +4038,7 @@ int disp_check_invariants(const struct disp_engine *e)
 		struct disp_str id = {.ptr = a->id, .len = a->id_len};
 		const uint16_t *sk = agent_skill_list(e, ai);
 		uint32_t n = 0, prev = NIL, nlev = 0;
+		bool has_ll = false;
 
 		CHECK(agent_find(e, id) == ai);
 		/* In hand: hand[] in the order assigned, then (behind a full hand[]) the list. */
@@ -4052,7 +4077,9 @@ int disp_check_invariants(const struct disp_engine *e)
 			bool ll = e->skills[sk[i]].conf.strategy == DISP_STRATEGY_LEAST_LOADED;
 
 			CHECK(q->level >= 1 && q->level <= 5);
-			CHECK(a->listed == ((ll ? ll_pos(e, ai, sk[i]) : q->pos) != POS_NIL));
+			CHECK(ll || a->listed == (q->pos != POS_NIL));
+			has_ll |= ll;
+			ll_ids[sk[i]] += ll;
 			if (agent_online(a->state)) {
 				online[sk[i]]++;
 				ocap[sk[i]] += a->cap;
@@ -4061,6 +4088,7 @@ int disp_check_invariants(const struct disp_engine *e)
 			brk[sk[i]] += a->state == DISP_AGENT_BREAK_REQUESTED ||
 			              a->state == DISP_AGENT_ON_BREAK;
 		}
+		CHECK(a->ll_load == (a->listed && has_ll ? a->load : LL_NIL));
 		if (a->listed)
 			listed += a->nb_skills;
 		if (a->state == DISP_AGENT_OFFLINE || a->state == DISP_AGENT_ON_BREAK ||
@@ -4080,10 +4108,17 @@ int disp_check_invariants(const struct disp_engine *e)
 
 		CHECK(sk->online == online[k] && sk->ready == rdy[k] && sk->on_break == brk[k]);
 		CHECK(sk->online_cap == ocap[k]);
-		listed -= sk->elig_n;
+		listed -= elig_count(sk);
+		if (sk->ll) {
+			CHECK(sk->ll_ids == ll_ids[k]);
+			ll_need += llq_need(sk->ll_ids, sk->ll_capmax);
+		}
 		CHECK(sk->fig.answered_in_target <= sk->fig.answered);
 	}
 	CHECK(listed == 0);
+	/* No request allocates: the llqs stay within what logins reserved. */
+	CHECK(ll_need == e->ll_need && e->ll_need <= e->ll_pool.total);
+	CHECK(e->ll_pool.used <= e->ll_need);
 	for (uint32_t si = 0; si < e->s_bump; si++) {
 		const struct session *s = &e->sessions[si];
 		uint32_t n = 0;

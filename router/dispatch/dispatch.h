@@ -641,7 +641,8 @@ int disp_session_serving(const struct disp_engine *e, uint64_t session_id, struc
  */
 uint32_t disp_customer_sessions(const struct disp_engine *e, struct disp_str customer_id);
 
-/* Bytes the engine allocated at creation (it allocates nothing afterwards). */
+/* Bytes the engine holds: what it allocated at creation, and what logins reserved for their
+ * least-loaded skills (no other request allocates). */
 size_t disp_footprint(const struct disp_engine *e);
 
 /* Copy the engine's figures. Cheap; no locking (same lcore). */
