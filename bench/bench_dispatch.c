@@ -23,9 +23,10 @@
  * implementation goes through that driver; engine-seq is the engine without
  * the prefetch, to show what the bursts buy, naive has none.
  *
- * Memory: the engine allocates everything at creation, so a session costs
- * what one more unit of max_sessions (a slot) and of queue_capacity adds:
- * measured with disp_footprint (the bytes disp_create allocated).
+ * Memory: the engine allocates everything at creation (logins reserve the
+ * least-loaded entries' chunks), so a session costs what one more unit of
+ * max_sessions (a slot) and of queue_capacity adds: measured with
+ * disp_footprint, every agent logged in.
  *
  * Wall-clock time on a small shared VM is noisy and, at the largest sizes,
  * dominated by cache misses (random sessions and agents far beyond the last
@@ -46,11 +47,19 @@
  * moves one round of each size, not one size's only run (the growth is a
  * ratio of two sizes measured seconds apart).
  *
+ * One core: the process pins itself to the last CPU it may run on (--cpu N
+ * for another, -1 for none). On this VM the two vCPUs run the same binary
+ * 60% apart (1k agents: 89 vs 146 ns/op, each steady within 2%), so an
+ * unpinned run's figures depend on where the scheduler put it, round by
+ * round.
+ *
  * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)] [--rounds R (3)]
+ *                       [--cpu N]
  *        valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no [--cache-sim=yes] \
  *            bench_dispatch --callgrind [--cycles N (20000)] [--json FILE]
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +83,32 @@ static double g_seconds = 0.4;
 static int g_rounds = 3;     /* alternated rounds of every measurement; the median is reported */
 static uint64_t g_cg_cycles; /* --callgrind: cycles per measured window, else 0 */
 static const char *g_only;   /* --only: the one <impl>-<sweep>-<size> to run, for profiling */
+static int g_cpu = -2;       /* --cpu: -2 the last allowed, -1 unpinned */
+
+/* Pin to g_cpu (the last CPU allowed if -2): the CPU, or -1 if unpinned. */
+static int pin_cpu(void)
+{
+	cpu_set_t set;
+	int cpu = g_cpu;
+
+	if (cpu == -1)
+		return -1;
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return -1;
+	if (cpu == -2)
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &set))
+				cpu = c;
+	if (cpu < 0 || cpu >= CPU_SETSIZE)
+		return -1;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		perror("bench_dispatch: sched_setaffinity");
+		return -1;
+	}
+	return cpu;
+}
 
 /* Under callgrind, naive's scan of every agent per open makes 100k agents
  * take minutes (about 0.5 M instructions per cycle): that size is skipped. */
@@ -651,15 +686,29 @@ out_free:
 
 /* ---- memory per unit ------------------------------------------------------------ */
 
-/* Bytes the engine holds for this configuration; 0 if it cannot be created. */
+/* Bytes the engine holds for this configuration, every agent logged in (a login reserves
+ * its least-loaded entries); 0 if it cannot be created. */
 static uint64_t engine_bytes(uint32_t agents, uint32_t sessions, uint32_t queue)
 {
+	const struct disp_skill_level lvl = {{SKILL, sizeof(SKILL) - 1}, 3};
 	struct driver d = {0};
 	struct disp_engine *e = eng_create(&d, agents, sessions, queue);
 	uint64_t bytes;
 
 	if (!e)
 		return 0;
+	for (uint32_t a = 0; a < agents; a++) {
+		char name[NAME_LEN];
+		struct disp_login req = {.agent_id = {name, agent_name(name, a)},
+		                         .skills = &lvl,
+		                         .nb_skills = 1,
+		                         .max_sessions = CAPACITY};
+
+		if (disp_agent_login(e, AGW, &req, 1) < 0) {
+			disp_destroy(e);
+			return 0;
+		}
+	}
 	bytes = disp_footprint(e);
 	disp_destroy(e);
 	return bytes;
@@ -1005,6 +1054,7 @@ int main(int argc, char **argv)
 	struct memory mem;
 	struct floor_report fr;
 	uint64_t failures = 0;
+	int cpu;
 	FILE *f;
 
 	for (int i = 1; i < argc; i++) {
@@ -1022,11 +1072,18 @@ int main(int argc, char **argv)
 			callgrind = true;
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			g_only = argv[++i];
+		} else if (!strcmp(argv[i], "--cpu") && i + 1 < argc) {
+			g_cpu = atoi(argv[++i]);
+			if (g_cpu < -1) {
+				fprintf(stderr, "bench_dispatch: --cpu N, or -1 for none\n");
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--cycles") && i + 1 < argc) {
 			g_cg_cycles = strtoull(argv[++i], NULL, 10);
 		} else {
 			fprintf(stderr,
-			        "usage: %s [--json FILE] [--seconds S] [--rounds R] [--only "
+			        "usage: %s [--json FILE] [--seconds S] [--rounds R] [--cpu N] "
+			        "[--only "
 			        "IMPL-SWEEP-SIZE]\n"
 			        "       valgrind --tool=callgrind --instr-atstart=no "
 			        "--collect-atstart=no "
@@ -1042,13 +1099,14 @@ int main(int argc, char **argv)
 		return callgrind_main(json);
 	}
 	g_cg_cycles = 0;
+	cpu = pin_cpu();
 	if (g_only)
 		return only_main();
 
 	memory_measure(&mem);
-	printf("dispatcher micro-benchmark: one core, 4 ops per cycle "
+	printf("dispatcher micro-benchmark: one core (%s %d), 4 ops per cycle "
 	       "(customer msg, agent msg, close, open), agents of capacity %u%s\n\n",
-	       CAPACITY, ", disp_tick every virtual ms");
+	       cpu >= 0 ? "cpu" : "unpinned", cpu, CAPACITY, ", disp_tick every virtual ms");
 	printf("%-7s %-7s %8s %8s %8s %10s %8s\n", "impl", "sweep", "agents", "active", "waiting",
 	       "Mops/s", "ns/op");
 	for (int round = 0; round < g_rounds; round++) {
@@ -1123,8 +1181,9 @@ int main(int argc, char **argv)
 		}
 		fprintf(f,
 		        "{\n  \"capacity\": %u,\n  \"ops_per_cycle\": 4,\n  \"seconds_per_run\": "
-		        "%.2f,\n  \"rounds\": %d,\n  \"tick\": %s,\n  \"runs\": [\n",
-		        CAPACITY, g_seconds, g_rounds, "true");
+		        "%.2f,\n  \"rounds\": %d,\n  \"cpu\": %d,\n  \"tick\": %s,\n  \"runs\": "
+		        "[\n",
+		        CAPACITY, g_seconds, g_rounds, cpu, "true");
 		for (int i = 0; i < NB_IMPLS; i++)
 			for (int s = 0; s < 2; s++)
 				for (int k = 0; k < NB_SIZES; k++)
