@@ -48,10 +48,10 @@
  * ratio of two sizes measured seconds apart).
  *
  * One core: the process pins itself to the last CPU it may run on (--cpu N
- * for another, -1 for none). On this VM the two vCPUs run the same binary
- * 60% apart (1k agents: 89 vs 146 ns/op, each steady within 2%), so an
- * unpinned run's figures depend on where the scheduler put it, round by
- * round.
+ * for another, -1 for none). On this VM the two vCPUs ran the same binary
+ * up to 60% apart (1k agents: 89 vs 146 ns/op, each steady within 2%; which
+ * one is slower changes with the host), so an unpinned run's figures depend
+ * on where the scheduler put it, round by round.
  *
  * Usage: bench_dispatch [--json FILE] [--seconds S (per measurement, 0.4)] [--rounds R (3)]
  *                       [--cpu N]
