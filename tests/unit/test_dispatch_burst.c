@@ -266,14 +266,14 @@ run(struct disp_engine *e, const struct req *r, uint64_t now, uint64_t ref)
 	}
 }
 
-static void test_burst_equals_one_by_one(void **state)
+static void burst_equals_one_by_one(uint32_t max_sessions)
 {
 	struct side sa = {.h = 0xcbf29ce484222325ull, .learn = true};
 	struct side sb = {.h = 0xcbf29ce484222325ull};
 	struct disp_conf conf = {.skills = skills,
 	                         .nb_skills = N_SKILLS,
 	                         .max_agents = N_AGENTS + 4,
-	                         .max_sessions = 300,
+	                         .max_sessions = max_sessions,
 	                         .backlog_max = 4,
 	                         .text_pool_bytes = 64 * 4096,
 	                         .heartbeat_timeout_ms = 120000,
@@ -289,8 +289,8 @@ static void test_burst_equals_one_by_one(void **state)
 	struct req reqs[MAX_REQ];
 	struct disp_req hints[MAX_REQ];
 
-	(void)state;
-	printf("seed=%llu ops=%llu\n", (unsigned long long)seed, (unsigned long long)nops);
+	printf("seed=%llu ops=%llu max_sessions=%u\n", (unsigned long long)seed,
+	       (unsigned long long)nops, max_sessions);
 	fflush(stdout);
 	rng = seed * 2654435761u + 1;
 	conf.seed = seed + 1;
@@ -372,10 +372,29 @@ static void test_burst_equals_one_by_one(void **state)
 	disp_destroy(b);
 }
 
+/* Few slots: they run out, and freed ones are reused. */
+static void test_burst_equals_one_by_one(void **state)
+{
+	(void)state;
+	burst_equals_one_by_one(300);
+}
+
+/*
+ * Slots enough (43 MB of them, untouched) that disp_prefetch also loads the
+ * pages it prefetched from (page_touch: beyond 32 MB of slots and agents),
+ * stale and forged ids included.
+ */
+static void test_burst_equals_one_by_one_walking_pages(void **state)
+{
+	(void)state;
+	burst_equals_one_by_one(200000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_burst_equals_one_by_one),
+	        cmocka_unit_test(test_burst_equals_one_by_one_walking_pages),
 	};
 
 	return cmocka_run_group_tests_name("dispatch_burst", tests, NULL, NULL);
