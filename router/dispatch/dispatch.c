@@ -641,8 +641,13 @@ static __attribute__((noinline)) void walk_ahead(const struct disp_engine *e,
 		if (low == 0 || low > e->s_bump || (i && r[i - 1].session_id == r[i].session_id))
 			continue;
 		s = &e->sessions[low - 1];
-		if (s->gen == (uint32_t)(r[i].session_id >> 32) && s->agent < e->nb_agents)
+		if (s->gen == (uint32_t)(r[i].session_id >> 32) && s->agent < e->nb_agents) {
 			page_touch(&e->agents[s->agent]);
+			/* Re-filing it reads these (-2% at 100k agents, 11 of 16 pairs). */
+			if (e->nb_ll)
+				page_touch(&e->ll_stamp[s->agent]);
+			page_touch(&e->agent_skills[(size_t)s->agent * e->nb_skills]);
+		}
 	}
 }
 
