@@ -184,7 +184,7 @@ with open(md, "w") as f:
             d = json.load(df)
         g, m = d["growth"], d["memory"]
         f.write("\n## Dispatcher micro-benchmark\n\n")
-        f.write("`build/bench_dispatch` (bench/bench_dispatch.c): the routing engine alone on one core, "
+        f.write("`build/bench_dispatch` (bench/bench_dispatch.c): the routing engine alone on one core%s, "
                 "no I/O. One skill, agents of capacity %d. One cycle = %d API calls (ops): a customer "
                 "message and an agent reply on a random assigned session, the agent's close (which "
                 "assigns the queue's head to the freed agent when sessions wait) and a new "
@@ -192,6 +192,7 @@ with open(md, "w") as f:
                 "of the capacity in use; the queue sweep behind 1000 full agents. `naive` is a baseline "
                 "written in the bench and run by the same driver: a linear scan for the least loaded "
                 "agent and a FIFO array, i.e. what a simple implementation costs here.%s%s\n\n" % (
+                    " (pinned to CPU %d)" % d["cpu"] if d.get("cpu", -1) >= 0 else "",
                     d["capacity"], d["ops_per_cycle"],
                     " disp_tick runs every virtual ms." if d.get("tick") else
                     " (disp_tick was not available: not driven.)",
