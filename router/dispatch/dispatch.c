@@ -376,6 +376,7 @@ struct disp_engine {
 	void *journal_ctx;
 	uint32_t gen_floor; /* generation of a slot's first use (ids above the last run's) */
 	bool used;          /* a request has been made: too late to restore */
+	bool walk_ahead;    /* disp_prefetch also loads pages the TLB will not have (page_touch) */
 	uint32_t nb_skills;
 	uint32_t max_agents;
 	uint32_t max_sessions;
@@ -415,7 +416,6 @@ struct disp_engine {
 	uint32_t f_head, f_tail;
 	uint32_t nb_wrapup;
 	uint32_t *scratch_si; /* CAP_MAX sessions being re-queued */
-	bool walk_ahead; /* disp_prefetch also loads pages the TLB will not have (page_touch) */
 
 	struct bl_entry *entries;
 	uint32_t nb_entries;
