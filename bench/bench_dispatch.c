@@ -305,6 +305,24 @@ static struct disp_engine *eng_create(struct driver *d, uint32_t agents, uint32_
 	return disp_create(&c);
 }
 
+/* Log agents 0 .. agents-1 in, each with the one skill and CAPACITY: the logins refused. */
+static uint64_t eng_login_all(struct disp_engine *e, uint32_t agents, uint64_t now)
+{
+	const struct disp_skill_level lvl = {{SKILL, sizeof(SKILL) - 1}, 3};
+	uint64_t refused = 0;
+
+	for (uint32_t a = 0; a < agents; a++) {
+		char name[NAME_LEN];
+		struct disp_login req = {.agent_id = {name, agent_name(name, a)},
+		                         .skills = &lvl,
+		                         .nb_skills = 1,
+		                         .max_sessions = CAPACITY};
+
+		refused += disp_agent_login(e, AGW, &req, now) < 0;
+	}
+	return refused;
+}
+
 /* ---- the naive baseline ------------------------------------------------------- */
 
 struct naive_agent {
@@ -600,21 +618,10 @@ static int measure(const struct impl *im, const char *sweep, uint32_t agents, ui
 		goto out_free;
 
 	if (is_engine(im)) {
-		const struct disp_skill_level lvl = {{SKILL, sizeof(SKILL) - 1}, 3};
-
 		d.h = eng_create(&d, agents, sessions, queue);
 		if (!d.h)
 			goto out_free;
-		for (uint32_t a = 0; a < agents; a++) {
-			char name[NAME_LEN];
-			struct disp_login req = {.agent_id = {name, agent_name(name, a)},
-			                         .skills = &lvl,
-			                         .nb_skills = 1,
-			                         .max_sessions = CAPACITY};
-
-			if (disp_agent_login(d.h, AGW, &req, d.now) < 0)
-				d.failures++;
-		}
+		d.failures += eng_login_all(d.h, agents, d.now);
 		for (uint32_t k = 0; k < opened; k++)
 			if (im->open(&d, ++d.ref) < 0)
 				d.failures++;
@@ -690,24 +697,15 @@ out_free:
  * its least-loaded entries); 0 if it cannot be created. */
 static uint64_t engine_bytes(uint32_t agents, uint32_t sessions, uint32_t queue)
 {
-	const struct disp_skill_level lvl = {{SKILL, sizeof(SKILL) - 1}, 3};
 	struct driver d = {0};
 	struct disp_engine *e = eng_create(&d, agents, sessions, queue);
 	uint64_t bytes;
 
 	if (!e)
 		return 0;
-	for (uint32_t a = 0; a < agents; a++) {
-		char name[NAME_LEN];
-		struct disp_login req = {.agent_id = {name, agent_name(name, a)},
-		                         .skills = &lvl,
-		                         .nb_skills = 1,
-		                         .max_sessions = CAPACITY};
-
-		if (disp_agent_login(e, AGW, &req, 1) < 0) {
-			disp_destroy(e);
-			return 0;
-		}
+	if (eng_login_all(e, agents, 1)) {
+		disp_destroy(e);
+		return 0;
 	}
 	bytes = disp_footprint(e);
 	disp_destroy(e);
