@@ -616,13 +616,13 @@ static void agent_prefetch(const struct disp_engine *e, uint32_t ai)
  * Read a byte of p now instead of only prefetching it, when the engine's
  * slots and agents outgrow what the TLB maps (WALK_AHEAD_BYTES). Measured
  * on this VM at 100k agents: after disp_prefetch had prefetched an agent's
- * five lines a burst ahead, the op's first access to them still cost ~600
- * TSC ticks (whichever line came first) and the others ~50: the page walk,
- * not the line. The prefetch loaded the line but left the page's
- * translation to the demand access, a nested walk on a VM, serial inside
- * the op; a load in disp_prefetch walks it while the burst's other loads
- * walk theirs. Below the threshold the load only costs (+3-4% at 1k and
- * 10k agents, where the pages are mapped already).
+ * five lines, the op's first access to them still cost ~600 TSC ticks
+ * whichever line came first, the others ~50, at every position in the
+ * burst: a cost per page, not per line (a page walk, nested on a VM). A
+ * load here, in one batch with the burst's others, took it away: -12% at
+ * 100k agents. In line in slot_deps_prefetch the same load cost 3-5% at 1k
+ * and 10k (code layout), hence walk_ahead, out of line and off below the
+ * threshold.
  */
 static void page_touch(const void *p)
 {
