@@ -57,7 +57,8 @@ struct llq_chunk {
 	struct llq_ent ent[LLQ_CHUNK];
 };
 
-_Static_assert(sizeof(struct llq_chunk) == 4096, "a chunk is 4 KB: LLQ_CHUNK entries and the header");
+_Static_assert(sizeof(struct llq_chunk) == 4096,
+               "a chunk is 4 KB: LLQ_CHUNK entries and the header");
 
 /* Chunks for every llq of an engine: reserved ahead, recycled through a free list. */
 struct llq_pool {
