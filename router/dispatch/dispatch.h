@@ -354,7 +354,10 @@ struct disp_login {
 };
 
 /* An agent logs in (or again, through the same or another gateway) and is READY:
- * emits AGENT_STATE{READY, granted}, then takes waiting sessions. */
+ * emits AGENT_STATE{READY, granted}, then takes waiting sessions. Refused with OVERLOADED
+ * when max_agents are known already, or when the memory its least-loaded skills reserve
+ * (a few dozen bytes an agent and skill, taken at login so that no request allocates)
+ * cannot be had; the agent is then as it was. */
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
                      uint64_t now_ms);
 
