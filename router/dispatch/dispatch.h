@@ -357,7 +357,8 @@ struct disp_login {
  * emits AGENT_STATE{READY, granted}, then takes waiting sessions. Refused with OVERLOADED
  * when max_agents are known already, or when the memory its least-loaded skills reserve
  * (a few dozen bytes an agent and skill, taken at login so that no request allocates)
- * cannot be had; the agent is then as it was. */
+ * cannot be had (an agent logging in again is then as it was; a new one stays known,
+ * OFFLINE, without skills). */
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,
                      uint64_t now_ms);
 
