@@ -28,7 +28,7 @@
 
 #define N_AGENTS 50
 #define N_IDS    96
-#define N_SKILLS 6
+#define N_SKILLS 7
 
 static const struct disp_skill_conf skills[N_SKILLS] = {
         {.name = "s0",
@@ -63,8 +63,11 @@ static const struct disp_skill_conf skills[N_SKILLS] = {
          .queue_capacity = 25,
          .strategy = DISP_STRATEGY_RANDOM,
          .hours = {.open_min = 8 * 60, .close_min = 2 * 60, .utc_offset_min = 480}},
+        /* A second least-loaded skill: an agent with s0 and s6 has entries in two llqs under
+         * one stamp. */
+        {.name = "s6", .queue_capacity = 10},
 };
-static const char *const skill_names[] = {"s0", "s1", "s2", "s3", "s4", "s5", "nope"};
+static const char *const skill_names[] = {"s0", "s1", "s2", "s3", "s4", "s5", "s6", "nope"};
 static const char *const texts[] = {
         "ok", "客服你好", "", "\xed\xa0\x80",
         "a longer message that takes a bigger block of the pool: well over sixty-four bytes"};
@@ -290,7 +293,7 @@ static void test_random_state_machine(void **state)
 			uint32_t sk[3];
 
 			for (uint32_t i = 0; i < req.nb_skills; i++) {
-				sk[i] = rnd(rnd(50) ? 6 : 7);
+				sk[i] = rnd(rnd(50) ? N_SKILLS : N_SKILLS + 1);
 				lv[i].skill = S(skill_names[sk[i]]);
 				lv[i].level = rnd(7);
 			}
@@ -340,12 +343,13 @@ static void test_random_state_machine(void **state)
 			rc = disp_agent_heartbeat(e, agent_gw, S(agent), now);
 		} else if (kind < 320) {
 			char cid[16];
-			struct disp_open req = {.open_ref = op,
-			                        .tenant = S(rnd(2) ? "t1" : ""),
-			                        .skill = S(skill_names[rnd(rnd(50) ? 6 : 7)]),
-			                        .priority = rnd(4) ? 0 : rnd(10),
-			                        .question = S(texts[rnd(rnd(20) ? 3 : 5)]),
-			                        .bot_transcript = S(texts[rnd(3)])};
+			struct disp_open req = {
+			        .open_ref = op,
+			        .tenant = S(rnd(2) ? "t1" : ""),
+			        .skill = S(skill_names[rnd(rnd(50) ? N_SKILLS : N_SKILLS + 1)]),
+			        .priority = rnd(4) ? 0 : rnd(10),
+			        .question = S(texts[rnd(rnd(20) ? 3 : 5)]),
+			        .bot_transcript = S(texts[rnd(3)])};
 
 			snprintf(cid, sizeof(cid), "c%u", rnd(1000));
 			req.customer_id = S(cid);
@@ -365,8 +369,9 @@ static void test_random_state_machine(void **state)
 			rc = disp_agent_close(e, agent_gw, sid, S(agent), S(rnd(8) ? "notes" : ""),
 			                      now);
 		} else if (kind < 997) {
-			rc = disp_transfer(e, agent_gw, sid, S(agent), S(skill_names[rnd(7)]),
-			                   rnd(3) != 0, S("r"), now);
+			rc = disp_transfer(e, agent_gw, sid, S(agent),
+			                   S(skill_names[rnd(N_SKILLS + 1)]), rnd(3) != 0, S("r"),
+			                   now);
 		} else {
 			uint32_t gw = rnd(2) ? 1 + rnd(3) : 10 + rnd(4);
 
