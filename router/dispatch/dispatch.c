@@ -2785,19 +2785,17 @@ static void ll_count(struct disp_engine *e, uint32_t s, int32_t d, uint32_t cap)
  * Chunks for agent ai's entries in the least-loaded skills it logs in with
  * (skills[0 .. n), distinct) in place of its last login's: reserved before
  * the login changes anything, so that no later request allocates and a
- * refusal leaves the agent as it was (a larger ll_capmax only reserves more).
+ * refusal leaves the agent as it was (a larger ll_capmax only reserves
+ * more). The new skills count before the reserve and the old ones stop
+ * counting after it: until agent_unlist the agent is still in the old ones.
  */
 static int ll_reserve_login(struct disp_engine *e, uint32_t ai, const uint16_t *skills, uint32_t n,
                             uint32_t cap)
 {
 	const uint16_t *old = agent_skill_list(e, ai);
-	uint32_t nb_old = e->agents[ai].nb_skills;
 	size_t before = e->ll_pool.bytes;
 	int rc;
 
-	for (uint32_t i = 0; i < nb_old; i++)
-		if (is_ll(e, old[i]))
-			ll_count(e, old[i], -1, 0);
 	for (uint32_t i = 0; i < n; i++)
 		if (is_ll(e, skills[i]))
 			ll_count(e, skills[i], 1, cap);
@@ -2807,11 +2805,12 @@ static int ll_reserve_login(struct disp_engine *e, uint32_t ai, const uint16_t *
 		for (uint32_t i = 0; i < n; i++)
 			if (is_ll(e, skills[i]))
 				ll_count(e, skills[i], -1, 0);
-		for (uint32_t i = 0; i < nb_old; i++)
-			if (is_ll(e, old[i]))
-				ll_count(e, old[i], 1, 0);
+		return rc;
 	}
-	return rc;
+	for (uint32_t i = 0; i < e->agents[ai].nb_skills; i++)
+		if (is_ll(e, old[i]))
+			ll_count(e, old[i], -1, 0);
+	return 0;
 }
 
 int disp_agent_login(struct disp_engine *e, uint32_t gw, const struct disp_login *req,

@@ -5,10 +5,10 @@
  * A FIFO is a list of chunks, each holding its entries in ent[lo .. hi):
  * pops advance the head chunk's lo, appends the tail chunk's hi, so every
  * chunk but the head and the tail is full. A compaction pass reads entries
- * from rc (advancing its lo) and appends the live ones to wlast, the last
+ * from rc (advancing its lo) and appends the live ones to wc, the last
  * chunk of the compacted part, which sits right before rc: the list stays a
  * valid FIFO at every step, so pops, appends and the end of a pass need no
- * special order. Partial chunks are then at most four (head, wlast, rc,
+ * special order. Partial chunks are then at most four (head, wc, rc,
  * tail), which llq_need() counts on.
  */
 #include "llq.h"
@@ -208,8 +208,10 @@ static void pass_step(struct llq_fifo *f, struct llq_pool *p, const llq_stamp *s
 					wc->ent[wc->hi++] = e;
 				else
 					f->n--;
+				/* wc NULL: nothing kept before rc, which was the head too
+				 * (a purge taking a leaving agent's last entry): now empty. */
 				*before_rc(f) = NULL;
-				f->tail = wc; /* not NULL: a live entry is somewhere before */
+				f->tail = wc;
 				chunk_give(p, rc);
 			}
 			f->rc = f->wc = NULL;
