@@ -103,8 +103,11 @@
 #define RETRY_AFTER  1000u /* ms a refused customer should wait */
 #define CAP_MAX      1024u /* an agent's capacity is clamped to this */
 /* Session slots and agents beyond this: their pages' translations no longer
- * stay in the TLB (a few thousand 4 KB pages, 8-16 MB, on current cores). */
-#define WALK_AHEAD_BYTES (32u << 20)
+ * stay in the TLB (a few thousand 4 KB pages, 8-16 MB, on current cores).
+ * At 10k agents (12.7 MB) it pays since opens reuse the slot an end has
+ * just left (sess_free: off there, 18% slower); at 1k (1.5 MB) it would
+ * only cost (about 5% of the samples, walking pages the TLB has). */
+#define WALK_AHEAD_BYTES (8u << 20)
 #define RING_SIZE        1024u /* per-skill arrival ring */
 #define SCAN_BUDGET      1024u /* queued sessions looked at per tick for SessionQueued updates */
 
@@ -413,7 +416,9 @@ struct disp_engine {
 	struct session *sessions;
 	struct sess_cold *scold; /* the sessions' cold halves, same index */
 	uint32_t s_bump;         /* slots never used start here */
-	uint32_t f_head, f_tail;
+	uint32_t f_head, f_tail; /* free slots an agent's late notes may still name, oldest first */
+	uint32_t h_head;         /* the other free slots, a stack through next (sess_free) */
+	uint32_t nb_retired;     /* slots whose generations ran out (sess_free) */
 	uint32_t nb_wrapup;
 	uint32_t *scratch_si; /* CAP_MAX sessions being re-queued */
 
@@ -638,10 +643,17 @@ static __attribute__((noinline)) void walk_ahead(const struct disp_engine *e,
 		uint32_t low = (uint32_t)r[i].session_id;
 		const struct session *s;
 
-		if (low == 0 || low > e->s_bump || (i && r[i - 1].session_id == r[i].session_id))
+		if (low == 0 || low > e->s_bump)
 			continue;
 		s = &e->sessions[low - 1];
-		if (s->gen == (uint32_t)(r[i].session_id >> 32) && s->agent < e->nb_agents) {
+		if (s->gen != (uint32_t)(r[i].session_id >> 32))
+			continue;
+		/* The next open fills the cold half of a slot an end frees (sess_free). */
+		if (r[i].kind == DISP_REQ_AGENT_CLOSE || r[i].kind == DISP_REQ_SESSION_END)
+			page_touch(&e->scold[low - 1]);
+		if (i && r[i - 1].session_id == r[i].session_id)
+			continue;
+		if (s->agent < e->nb_agents) {
 			page_touch(&e->agents[s->agent]);
 			/* Re-filing it reads these (-2% at 100k agents, 11 of 16 pairs). */
 			if (e->nb_ll)
@@ -796,8 +808,13 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
 			__builtin_prefetch(&e->sessions[s->prev].next, 1);
 		if (s->next != NIL)
 			__builtin_prefetch(&e->sessions[s->next].prev, 1);
-		if (s->held)
-			__builtin_prefetch(&e->scold[si].question, 1);
+		/* Read if it holds text; after an end, the next open fills it (sess_free). */
+		if (s->held || r->kind != DISP_REQ_TRANSFER) {
+			const char *c = (const char *)&e->scold[si];
+
+			__builtin_prefetch(c, 1);
+			__builtin_prefetch(c + sizeof(struct sess_cold) - 1, 1);
+		}
 		if (s->bl_head != NIL)
 			__builtin_prefetch(&e->entries[s->bl_head], 1);
 		break;
@@ -1711,12 +1728,20 @@ static void free_pop(struct disp_engine *e)
 	s->prev = s->next = NIL;
 }
 
+/*
+ * Slots from the hot stack first (see sess_free), then never used ones,
+ * then the free list's oldest: an id that late notes may name is reused as
+ * late as possible.
+ */
 static uint32_t sess_alloc(struct disp_engine *e)
 {
 	uint32_t si;
 
-	/* Fresh slots first, then the oldest freed: an id is reused as late as possible. */
-	if (e->s_bump < e->max_sessions) {
+	if (e->h_head != NIL) {
+		si = e->h_head;
+		e->h_head = e->sessions[si].next;
+		e->sessions[si].next = NIL;
+	} else if (e->s_bump < e->max_sessions) {
 		si = e->s_bump++;
 		e->sessions[si].gen = e->gen_floor;
 		disp_timer_init(&e->sessions[si].timer, si, T_SESSION);
@@ -1730,8 +1755,8 @@ static uint32_t sess_alloc(struct disp_engine *e)
 
 			__builtin_prefetch(p, 1);
 			__builtin_prefetch(p + 64, 1);
-			for (uint32_t off = 0; off < sizeof(struct sess_cold) + 63; off += 64)
-				__builtin_prefetch(c + off, 1);
+			__builtin_prefetch(c, 1);
+			__builtin_prefetch(c + sizeof(struct sess_cold) - 1, 1);
 		}
 	} else {
 		return NIL;
@@ -1748,8 +1773,20 @@ static void sess_closed(struct disp_engine *e, bool abandoned)
 		e->st.sessions_abandoned++;
 }
 
-/* Give the slot back. The session is in no list. */
-static void sess_free(struct disp_engine *e, uint32_t si)
+/*
+ * Give the slot back. The session is in no list. If its agent may still
+ * send notes for it (the customer or the wrap-up time ended it), it goes to
+ * the free list's tail, where it waits longest: the late notes find it
+ * (disp_agent_close). Otherwise on the hot stack, for the next open: an
+ * open usually follows an end, and then fills the slot the end has just
+ * left, whose lines are in the cache and whose page is in the TLB
+ * (disp_prefetch walked its cold half's page with the burst). Taking the
+ * oldest free slot instead, every open waited for two page walks that no
+ * prefetch hid (docs/development.md, "The free list's order"). Reusing a
+ * slot at once, its generation still tells the sessions apart; a slot is
+ * retired before it would repeat one.
+ */
+static void sess_free(struct disp_engine *e, uint32_t si, bool notes_may_follow)
 {
 	struct session *s = &e->sessions[si];
 
@@ -1767,8 +1804,17 @@ static void sess_free(struct disp_engine *e, uint32_t si)
 	s->state = SESS_FREE;
 	s->mark = false;
 	s->agent = NIL;
-	s->gen++;
-	sl_push_back(e->sessions, &e->f_head, &e->f_tail, si);
+	/* Its last generation: retired, so that no id is ever given twice. */
+	if (++s->gen == UINT32_MAX) {
+		e->nb_retired++;
+		return;
+	}
+	if (notes_may_follow) {
+		sl_push_back(e->sessions, &e->f_head, &e->f_tail, si);
+	} else {
+		s->next = e->h_head;
+		e->h_head = si;
+	}
 }
 
 /* The customer side of si is over: what the history keeps of it. */
@@ -2195,7 +2241,7 @@ static void agent_disconnect(struct disp_engine *e, uint32_t ai, uint32_t gone_g
 				sess_closed(e, true);
 			}
 			release(e, si, now);
-			sess_free(e, si);
+			sess_free(e, si, true);
 			continue;
 		}
 		/* From the tail: pushed at the front, the first assigned ends up first. */
@@ -2297,7 +2343,7 @@ static void fire_session(struct disp_engine *e, uint32_t si, uint64_t now)
 		/* No notes in time: the slot is free again. */
 		ai = release(e, si, now);
 
-		sess_free(e, si);
+		sess_free(e, si, true);
 		agent_pull(e, ai, now);
 		return;
 	}
@@ -2662,7 +2708,7 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 	                        (uint64_t)e->max_sessions *
 	                                (sizeof(struct session) + sizeof(struct sess_cold)) >
 	                WALK_AHEAD_BYTES;
-	e->f_head = e->f_tail = NIL;
+	e->f_head = e->f_tail = e->h_head = NIL;
 
 	if (disp_pool_init(&e->pool, or_default(conf->text_pool_bytes, DEF_TEXT_POOL_BYTES)) < 0)
 		goto out_free_engine;
@@ -3360,7 +3406,7 @@ int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, ui
 		journal_ended(e, si, DISP_CLOSE_ABANDONED, rating, complaint, false, dstr(NULL, 0));
 		emit_closed(e, gw, session_id, DISP_CLOSE_ABANDONED, NULL);
 		sess_closed(e, true);
-		sess_free(e, si);
+		sess_free(e, si, false);
 		return 0;
 	}
 	ai = s->agent;
@@ -3385,7 +3431,7 @@ int disp_session_end(struct disp_engine *e, uint32_t gw, uint64_t session_id, ui
 		return 0;
 	}
 	release(e, si, now_ms);
-	sess_free(e, si);
+	sess_free(e, si, true);
 	agent_pull(e, ai, now_ms);
 	return 0;
 }
@@ -3536,7 +3582,7 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 			return rc;
 		journal_notes(e, &e->sessions[si], session_id, ai, notes);
 		release(e, si, now_ms);
-		sess_free(e, si);
+		sess_free(e, si, false);
 		agent_pull(e, ai, now_ms);
 		return 0;
 	}
@@ -3557,7 +3603,7 @@ int disp_agent_close(struct disp_engine *e, uint32_t gw, uint64_t session_id,
 	emit_closed(e, gw, session_id, DISP_CLOSE_AGENT_CLOSED, &e->agents[ai]);
 	sess_closed(e, false);
 	release(e, si, now_ms);
-	sess_free(e, si);
+	sess_free(e, si, false);
 	agent_pull(e, ai, now_ms);
 	return 0;
 }
@@ -3666,7 +3712,7 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms)
 			e->skills[s->skill].fig.abandoned++;
 			journal_ended(e, si, DISP_CLOSE_ABANDONED, 0, false, false, dstr(NULL, 0));
 			sess_closed(e, true);
-			sess_free(e, si);
+			sess_free(e, si, false);
 			continue;
 		}
 		ai = s->agent;
@@ -3675,7 +3721,7 @@ void disp_gateway_down(struct disp_engine *e, uint32_t gw, uint64_t now_ms)
 		            &e->agents[ai]);
 		sess_closed(e, true);
 		release(e, si, now_ms);
-		sess_free(e, si);
+		sess_free(e, si, true);
 	}
 	pull_all(e, now_ms);
 }
@@ -3711,7 +3757,8 @@ static int slot_claim(struct disp_engine *e, uint32_t si)
 			return 0;
 		sl_push_back(e->sessions, &e->f_head, &e->f_tail, x);
 	}
-	if (e->sessions[si].state != SESS_FREE)
+	/* Restores come before any use: no slot can be on the hot stack yet. */
+	if (e->sessions[si].state != SESS_FREE || e->h_head != NIL)
 		return -EINVAL;
 	if (si == e->f_head)
 		free_pop(e);
@@ -4067,7 +4114,7 @@ int disp_check_invariants(const struct disp_engine *e)
 {
 	uint64_t blocks = 0, entries = 0, listed = 0;
 	uint32_t queued = 0, assigned = 0, wrapup = 0, walked_q = 0, walked_a = 0, ready = 0;
-	uint32_t nfree = 0;
+	uint32_t nfree = 0, retired = 0;
 	uint32_t online[SKILLS_MAX] = {0}, rdy[SKILLS_MAX] = {0}, brk[SKILLS_MAX] = {0};
 	uint64_t ocap[SKILLS_MAX] = {0};
 	uint32_t ll_ids[SKILLS_MAX] = {0};
@@ -4201,9 +4248,19 @@ int disp_check_invariants(const struct disp_engine *e)
 		entries += n;
 	}
 	for (uint32_t si = e->f_head; si != NIL; si = e->sessions[si].next) {
-		CHECK(e->sessions[si].state == SESS_FREE && nfree < e->s_bump);
+		CHECK(e->sessions[si].state == SESS_FREE && e->sessions[si].gen != UINT32_MAX &&
+		      nfree < e->s_bump);
 		nfree++;
 	}
+	for (uint32_t si = e->h_head; si != NIL; si = e->sessions[si].next) {
+		CHECK(e->sessions[si].state == SESS_FREE && e->sessions[si].gen != UINT32_MAX &&
+		      nfree < e->s_bump);
+		nfree++;
+	}
+	for (uint32_t si = 0; si < e->s_bump; si++)
+		retired += e->sessions[si].state == SESS_FREE && e->sessions[si].gen == UINT32_MAX;
+	CHECK(retired == e->nb_retired);
+	nfree += retired;
 	CHECK(queued == walked_q && assigned + wrapup == walked_a);
 	CHECK(wrapup == e->nb_wrapup);
 	CHECK(nfree + queued + assigned + wrapup == e->s_bump);

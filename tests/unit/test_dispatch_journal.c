@@ -165,6 +165,81 @@ static const struct jrec *jfind(enum disp_event_kind kind, uint64_t sid)
 	return NULL;
 }
 
+/* Open a session and return its id, whether it waits or is assigned at once. */
+static uint64_t open_any(struct disp_engine *e, uint64_t ref, const char *cust, uint64_t now)
+{
+	struct disp_open req = {.open_ref = ref,
+	                        .customer_id = S(cust),
+	                        .skill = S("presale"),
+	                        .channel = 1,
+	                        .question = S("hello")};
+
+	nout = 0;
+	assert_int_equal(disp_session_open(e, GW_WEB, &req, now), 0);
+	for (unsigned i = 0; i < nout; i++)
+		if ((outs[i].kind == DISP_OUT_QUEUED || outs[i].kind == DISP_OUT_ASSIGNED) &&
+		    outs[i].open_ref == ref)
+			return outs[i].session_id;
+	fail_msg("no QUEUED or ASSIGNED for %llu", (unsigned long long)ref);
+	return 0;
+}
+
+/*
+ * Ids stay above the last run's however often slots are reused: a slot whose
+ * generations run out is not used again (the last run's ids reached the top
+ * generation here, so every slot has one generation left).
+ */
+static void test_ids_stay_above_the_last_runs(void **state)
+{
+	const uint64_t last = ((uint64_t)(UINT32_MAX - 2) << 32) | 1;
+	struct disp_engine *e = make();
+	uint64_t ids[6];
+
+	(void)state;
+	assert_int_equal(disp_restore_begin(e, last), 0);
+	login(e, GW_WB1, "alice", "presale", 1000);
+	for (unsigned i = 0; i < 6; i++) {
+		ids[i] = open_any(e, i + 1, "cust-1", 1000 + 10 * i);
+		assert_true(ids[i] > last);
+		for (unsigned j = 0; j < i; j++)
+			assert_true(ids[i] != ids[j]);
+		assert_int_equal(
+		        disp_agent_close(e, GW_WB1, ids[i], S("alice"), S("done"), 1005 + 10 * i),
+		        0);
+		assert_int_equal(disp_check_invariants(e), 0);
+	}
+	/* The ended ones are unknown now. */
+	assert_int_equal(disp_customer_message(e, GW_WEB, ids[0], 9, S("?"), S(""), 2000), -EINVAL);
+	disp_destroy(e);
+}
+
+/*
+ * An agent's notes may follow the customer's end (no wrap-up configured):
+ * opens meanwhile take other slots, here the one an agent's own close left.
+ */
+static void test_late_notes_outlive_other_opens(void **state)
+{
+	struct disp_engine *e = make();
+	uint64_t s1, s2, s3;
+
+	(void)state;
+	s1 = open_any(e, 1, "cust-1", 1000);
+	s2 = open_any(e, 2, "cust-2", 1000);
+	login(e, GW_WB1, "alice", "presale", 1100);
+	login(e, GW_WB2, "bob", "presale", 1100);
+	/* bob closes his with notes, then alice's customer leaves. */
+	assert_int_equal(disp_agent_close(e, GW_WB2, s2, S("bob"), S("solved"), 2000), 0);
+	assert_int_equal(disp_session_end(e, GW_WEB, s1, 1, false, S(""), 2100), 0);
+	s3 = open_any(e, 3, "cust-3", 2200);
+	assert_true(s3 != s1 && s3 != s2);
+	njr = 0;
+	assert_int_equal(disp_agent_close(e, GW_WB1, s1, S("alice"), S("sent the refund"), 2300),
+	                 0);
+	assert_non_null(jfind(DISP_EV_NOTES, s1));
+	assert_int_equal(disp_check_invariants(e), 0);
+	disp_destroy(e);
+}
+
 static void test_journal_follows_a_session(void **state)
 {
 	struct disp_engine *e = make();
@@ -449,6 +524,8 @@ int main(void)
 	        cmocka_unit_test(test_restore_agent_not_back_requeues_front),
 	        cmocka_unit_test(test_restore_after_use_refused),
 	        cmocka_unit_test(test_restore_agent_figures),
+	        cmocka_unit_test(test_ids_stay_above_the_last_runs),
+	        cmocka_unit_test(test_late_notes_outlive_other_opens),
 	};
 
 	return cmocka_run_group_tests_name("dispatch_journal", tests, NULL, NULL);
