@@ -6,11 +6,14 @@
  *  - sessions: one slot per session, in two arrays (the hot 128 bytes every
  *    request reads, line-aligned; the cold rest its open and end read); a
  *    session id is (generation << 32) | (slot + 1), so a stale or forged id
- *    is caught in O(1). Free slots form a FIFO, so an id is reused as late
- *    as possible. A session is in exactly one place: a wait queue while
- *    queued, its agent's hand (see HAND_INLINE: an array in struct agent,
- *    then a list) while assigned or in wrap-up, the free list when free;
- *    the lists are linked through the sessions (prev/next).
+ *    is caught in O(1). A free slot whose agent may still send late notes
+ *    waits at the tail of a FIFO (reused as late as possible); the others
+ *    go on a stack the next open takes first (hot: see sess_free). A slot
+ *    whose generations run out is retired. A session is in exactly one
+ *    place: a wait queue while queued, its agent's hand (see HAND_INLINE:
+ *    an array in struct agent, then a list) while assigned or in wrap-up,
+ *    the free list or the stack when free; the lists are linked through the
+ *    sessions (prev/next).
  *  - wait queues: per skill, one FIFO per priority class (0..7, higher served
  *    first, higher requests clamped to 7) and a bitmask of the non-empty
  *    classes. A session re-queued after a disconnect or a re-route goes to the
