@@ -651,8 +651,9 @@ static __attribute__((noinline)) void walk_ahead(const struct disp_engine *e,
 		s = &e->sessions[low - 1];
 		if (s->gen != (uint32_t)(r[i].session_id >> 32))
 			continue;
-		/* The next open fills the cold half of a slot an end frees (sess_free). */
-		if (r[i].kind == DISP_REQ_AGENT_CLOSE || r[i].kind == DISP_REQ_SESSION_END)
+		/* The next open fills the cold half of a slot an agent's close frees (sess_free).
+		 */
+		if (r[i].kind == DISP_REQ_AGENT_CLOSE)
 			page_touch(&e->scold[low - 1]);
 		if (i && r[i - 1].session_id == r[i].session_id)
 			continue;
@@ -811,8 +812,9 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
 			__builtin_prefetch(&e->sessions[s->prev].next, 1);
 		if (s->next != NIL)
 			__builtin_prefetch(&e->sessions[s->next].prev, 1);
-		/* Read if it holds text; after an end, the next open fills it (sess_free). */
-		if (s->held || r->kind != DISP_REQ_TRANSFER) {
+		/* Read if it holds text; after an agent's close, the next open fills it
+		 * (sess_free). */
+		if (s->held || r->kind == DISP_REQ_AGENT_CLOSE) {
 			const char *c = (const char *)&e->scold[si];
 
 			__builtin_prefetch(c, 1);
@@ -1778,12 +1780,13 @@ static void sess_closed(struct disp_engine *e, bool abandoned)
 
 /*
  * Give the slot back. The session is in no list. If its agent may still
- * send notes for it (the customer or the wrap-up time ended it), it goes to
- * the free list's tail, where it waits longest: the late notes find it
- * (disp_agent_close). Otherwise on the hot stack, for the next open: an
- * open usually follows an end, and then fills the slot the end has just
- * left, whose lines are in the cache and whose page is in the TLB
- * (disp_prefetch walked its cold half's page with the burst). Taking the
+ * send notes for it (its customer, its gateway or the wrap-up time ended
+ * it), it goes to the free list's tail, where it waits longest: the late
+ * notes find it (disp_agent_close). Otherwise on the hot stack, for the
+ * next open: an open usually follows an end, and then fills the slot an
+ * agent's close has just left, whose lines are in the cache and whose page
+ * is in the TLB (disp_prefetch walked its cold half's page with the
+ * burst). Taking the
  * oldest free slot instead, every open waited for two page walks that no
  * prefetch hid (docs/development.md, "The free list's order"). Reusing a
  * slot at once, its generation still tells the sessions apart; a slot is
