@@ -107,7 +107,7 @@
 #define CAP_MAX      1024u /* an agent's capacity is clamped to this */
 /* Session slots and agents beyond this: their pages' translations no longer
  * stay in the TLB (a few thousand 4 KB pages, 8-16 MB, on current cores).
- * At 10k agents (12.7 MB) it pays since opens reuse the slot an end has
+ * At 10k agents (14.3 MB) it pays since opens reuse the slot an end has
  * just left (sess_free: off there, 18% slower); at 1k (1.5 MB) it would
  * only cost (about 5% of the samples, walking pages the TLB has). */
 #define WALK_AHEAD_BYTES (8u << 20)
@@ -326,23 +326,35 @@ struct bl_entry {
 /* The sender of a held message rides in its text's spare byte: 40 bytes an entry, not 48. */
 #define BL_SENDER(en) ((en)->text.tag)
 
+struct sess_cold {
+	uint64_t open_ref;
+	struct disp_text question;
+	struct disp_text transcript;
+	uint8_t cid_len;
+	char cid[DISP_NAME_MAX - 1]; /* a customer id is at most 63 bytes: no NUL kept */
+};
+
 /*
- * A session slot, in two arrays: what requests on an open session touch
- * (struct session: two aligned lines, the timer in the second) and what only
- * its open, its assignment's message and its end read (struct sess_cold).
- * 128 + 88 = 216 bytes, which with the backlog entry each slot adds keeps a
- * queued session within 256 bytes; a request on a random session reads 2
- * lines, not the 4 or 5 a 216-byte slot straddles.
+ * A session slot: 256 aligned bytes, 16 a page. What requests on an open
+ * session touch comes first (two lines, the timer in the second); then what
+ * only its open, its assignment's message and its end read (cold); then an
+ * entry of its own for a held message, taken when the shared pool has none
+ * left (inl: so the pool needs no entry a session on top of one a block,
+ * and a session's memory stays 256 bytes). A request on a random session
+ * reads 2 lines; an open, which fills the cold part too, finds it in the
+ * slot's page (when the cold parts had an array of their own, an open at
+ * scale waited for a second page walk: 100k agents -7%, 10k -9%;
+ * docs/development.md, "The free list's order").
  */
 struct session {
-	_Alignas(64) uint32_t gen;
+	_Alignas(256) uint32_t gen;
 	uint8_t state;
 	uint8_t flags;
 	uint8_t prio : 3;
 	uint8_t ov_step : 3; /* overflow steps already due (at most DISP_MAX_OVERFLOW) */
 	uint8_t mark : 1;
-	uint8_t held : 1; /* question or transcript held in the pool: its end reads sess_cold */
-	uint8_t spare;
+	uint8_t held : 1; /* question or transcript held in the pool: its end reads cold */
+	bool inl_used;    /* inl holds one of its messages */
 	uint16_t skill;
 	uint16_t bl_count; /* at most BACKLOG_MAX */
 	uint32_t cust_gw;
@@ -359,18 +371,14 @@ struct session {
 	uint32_t ticket;
 	uint32_t last_pos, last_eta; /* as last told in QUEUED */
 	uint32_t channel;
+	/* line 2 */
+	struct sess_cold cold;
+	struct bl_entry inl;
 };
 
-struct sess_cold {
-	uint64_t open_ref;
-	struct disp_text question;
-	struct disp_text transcript;
-	uint8_t cid_len;
-	char cid[DISP_NAME_MAX - 1]; /* a customer id is at most 63 bytes: no NUL kept */
-};
-
-_Static_assert(sizeof(struct session) == 128, "two lines");
-_Static_assert(sizeof(struct sess_cold) == 88, "216 bytes a slot in all");
+_Static_assert(offsetof(struct session, cold) == 128 && sizeof(struct sess_cold) == 88 &&
+                       sizeof(struct session) == 256,
+               "two hot lines, then the cold part and the own entry: 256 bytes");
 
 _Static_assert(BACKLOG_MAX <= UINT16_MAX, "bl_count is 16 bits");
 _Static_assert(DISP_MAX_OVERFLOW < 8 && NB_PRIO <= 8, "ov_step and prio are 3 bits");
@@ -417,7 +425,6 @@ struct disp_engine {
 	llq_stamp *ll_stamp; /* per agent: its llq entries with this stamp are live (llq.h) */
 
 	struct session *sessions;
-	struct sess_cold *scold; /* the sessions' cold halves, same index */
 	uint32_t s_bump;         /* slots never used start here */
 	uint32_t f_head, f_tail; /* free slots an agent's late notes may still name, oldest first */
 	uint32_t h_head;         /* the other free slots, a stack through next (sess_free) */
@@ -651,10 +658,10 @@ static __attribute__((noinline)) void walk_ahead(const struct disp_engine *e,
 		s = &e->sessions[low - 1];
 		if (s->gen != (uint32_t)(r[i].session_id >> 32))
 			continue;
-		/* The next open fills the cold half of a slot an agent's close frees (sess_free).
+		/* The next open fills the cold part of the slot an agent's close frees (sess_free).
 		 */
 		if (r[i].kind == DISP_REQ_AGENT_CLOSE)
-			page_touch(&e->scold[low - 1]);
+			page_touch(&s->cold);
 		if (i && r[i - 1].session_id == r[i].session_id)
 			continue;
 		if (s->agent < e->nb_agents) {
@@ -732,7 +739,15 @@ static void agent_hash_add(struct disp_engine *e, uint32_t ai)
 
 static struct sess_cold *sc(const struct disp_engine *e, const struct session *s)
 {
-	return &e->scold[s - e->sessions];
+	return &e->sessions[s - e->sessions].cold;
+}
+
+/* Held-message entry x: the shared pool's below nb_entries, else slot x - nb_entries's inl. */
+static struct bl_entry *ent(const struct disp_engine *e, uint32_t x)
+{
+	if (x < e->nb_entries)
+		return &e->entries[x];
+	return &e->sessions[x - e->nb_entries].inl;
 }
 
 static uint64_t sess_id(const struct disp_engine *e, uint32_t si)
@@ -802,7 +817,7 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
 	switch (r->kind) {
 	case DISP_REQ_CUSTOMER_MESSAGE:
 		if (s->bl_tail != NIL)
-			__builtin_prefetch(&e->entries[s->bl_tail], 1);
+			__builtin_prefetch(ent(e, s->bl_tail), 1);
 		break;
 	case DISP_REQ_AGENT_CLOSE:
 	case DISP_REQ_SESSION_END:
@@ -815,13 +830,13 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
 		/* Read if it holds text; after an agent's close, the next open fills it
 		 * (sess_free). */
 		if (s->held || r->kind == DISP_REQ_AGENT_CLOSE) {
-			const char *c = (const char *)&e->scold[si];
+			const char *c = (const char *)&e->sessions[si].cold;
 
 			__builtin_prefetch(c, 1);
 			__builtin_prefetch(c + sizeof(struct sess_cold) - 1, 1);
 		}
 		if (s->bl_head != NIL)
-			__builtin_prefetch(&e->entries[s->bl_head], 1);
+			__builtin_prefetch(ent(e, s->bl_head), 1);
 		break;
 	default:
 		break;
@@ -1641,12 +1656,16 @@ static void agent_touch(struct disp_engine *e, uint32_t ai, uint64_t now)
 
 static void entry_release(struct disp_engine *e, uint32_t x)
 {
-	struct bl_entry *en = &e->entries[x];
+	struct bl_entry *en = ent(e, x);
 
 	disp_pool_free(&e->pool, &en->text);
 	disp_pool_free(&e->pool, &en->att);
-	en->next = e->e_free;
-	e->e_free = x;
+	if (x >= e->nb_entries) {
+		e->sessions[x - e->nb_entries].inl_used = false;
+	} else {
+		en->next = e->e_free;
+		e->e_free = x;
+	}
 	e->e_used--;
 }
 
@@ -1654,7 +1673,7 @@ static void bl_drop_oldest(struct disp_engine *e, struct session *s)
 {
 	uint32_t x = s->bl_head;
 
-	s->bl_head = e->entries[x].next;
+	s->bl_head = ent(e, x)->next;
 	if (s->bl_head == NIL)
 		s->bl_tail = NIL;
 	s->bl_count--;
@@ -1669,15 +1688,19 @@ static int bl_append(struct disp_engine *e, struct session *s, enum disp_side se
 	struct bl_entry *en;
 	uint32_t x;
 
+	/* The pool's first (its last freed is hot), then the session's own. */
 	if (e->e_free != NIL) {
 		x = e->e_free;
 		e->e_free = e->entries[x].next;
 	} else if (e->e_bump < e->nb_entries) {
 		x = e->e_bump++;
+	} else if (!s->inl_used) {
+		x = e->nb_entries + (uint32_t)(s - e->sessions);
+		s->inl_used = true;
 	} else {
 		return -ENOMEM;
 	}
-	en = &e->entries[x];
+	en = ent(e, x);
 	memset(en, 0, sizeof(*en));
 	e->e_used++;
 	if (disp_pool_put(&e->pool, text.ptr, text.len, &en->text) < 0 ||
@@ -1691,7 +1714,7 @@ static int bl_append(struct disp_engine *e, struct session *s, enum disp_side se
 	en->agent = agent;
 	en->next = NIL;
 	if (s->bl_tail != NIL)
-		e->entries[s->bl_tail].next = x;
+		ent(e, s->bl_tail)->next = x;
 	else
 		s->bl_head = x;
 	s->bl_tail = x;
@@ -1756,7 +1779,7 @@ static uint32_t sess_alloc(struct disp_engine *e)
 		/* The next open fills the next slot: free slots are cold, start loading it now. */
 		if (e->f_head != NIL) {
 			const char *p = (const char *)&e->sessions[e->f_head];
-			const char *c = (const char *)&e->scold[e->f_head];
+			const char *c = (const char *)&e->sessions[e->f_head].cold;
 
 			__builtin_prefetch(p, 1);
 			__builtin_prefetch(p + 64, 1);
@@ -1785,12 +1808,10 @@ static void sess_closed(struct disp_engine *e, bool abandoned)
  * notes find it (disp_agent_close). Otherwise on the hot stack, for the
  * next open: an open usually follows an end, and then fills the slot an
  * agent's close has just left, whose lines are in the cache and whose page
- * is in the TLB (disp_prefetch walked its cold half's page with the
- * burst). Taking the
- * oldest free slot instead, every open waited for two page walks that no
- * prefetch hid (docs/development.md, "The free list's order"). Reusing a
- * slot at once, its generation still tells the sessions apart; a slot is
- * retired before it would repeat one.
+ * is in the TLB. Taking the oldest free slot instead, every open waited for
+ * page walks that no prefetch hid (docs/development.md, "The free list's
+ * order"). Reusing a slot at once, its generation still tells the sessions
+ * apart; a slot is retired before it would repeat one.
  */
 static void sess_free(struct disp_engine *e, uint32_t si, bool notes_may_follow)
 {
@@ -1901,8 +1922,8 @@ static void emit_assigned_agent(struct disp_engine *e, uint32_t si, uint64_t now
 	                     .transferred = tr};
 	uint32_t n = 0;
 
-	for (uint32_t x = s->bl_head; x != NIL; x = e->entries[x].next) {
-		struct bl_entry *en = &e->entries[x];
+	for (uint32_t x = s->bl_head; x != NIL; x = ent(e, x)->next) {
+		struct bl_entry *en = ent(e, x);
 		struct disp_msg *m = &e->scratch[n++];
 		const struct agent *who;
 
@@ -2019,8 +2040,8 @@ static void assign(struct disp_engine *e, uint32_t si, uint32_t ai, uint32_t via
 	s->hold_ms = 0;
 	s->flags &= (uint8_t) ~(SF_REPLIED | SF_FR_FIRED | SF_RO_FIRED | SF_HO_FIRED | SF_FRONT);
 	/* Messages held while queued wait for this agent's first answer. */
-	if (s->bl_count && BL_SENDER(&e->entries[s->bl_tail]) == DISP_SIDE_CUSTOMER)
-		s->unans_ms = e->entries[s->bl_tail].sent_ms;
+	if (s->bl_count && BL_SENDER(ent(e, s->bl_tail)) == DISP_SIDE_CUSTOMER)
+		s->unans_ms = ent(e, s->bl_tail)->sent_ms;
 	hand_add(e, ai, si);
 	a->load++;
 	a->load_since = now;
@@ -2623,7 +2644,6 @@ static void engine_free(struct disp_engine *e)
 	free(e->scratch_si);
 	disp_pool_fini(&e->pool);
 	free(e->sessions);
-	free(e->scold);
 	free(e->agents);
 	free(e->acold);
 	free(e->agent_hash);
@@ -2706,24 +2726,24 @@ struct disp_engine *disp_create(const struct disp_conf *conf)
 
 	e->sessions =
 	        zalloc_aligned(e, e->max_sessions, sizeof(*e->sessions), _Alignof(struct session));
-	e->scold = zalloc(e, e->max_sessions, sizeof(*e->scold));
 	e->scratch_si = zalloc(e, CAP_MAX, sizeof(*e->scratch_si));
-	if (!e->sessions || !e->scold || !e->scratch_si)
+	if (!e->sessions || !e->scratch_si)
 		goto out_free_engine;
 	e->walk_ahead = (uint64_t)e->max_agents * sizeof(struct agent) +
-	                        (uint64_t)e->max_sessions *
-	                                (sizeof(struct session) + sizeof(struct sess_cold)) >
+	                        (uint64_t)e->max_sessions * sizeof(struct session) >
 	                WALK_AHEAD_BYTES;
 	e->f_head = e->f_tail = e->h_head = NIL;
 
 	if (disp_pool_init(&e->pool, or_default(conf->text_pool_bytes, DEF_TEXT_POOL_BYTES)) < 0)
 		goto out_free_engine;
 	e->footprint += or_default(conf->text_pool_bytes, DEF_TEXT_POOL_BYTES);
-	/* Every held message but an empty one takes a block: more entries than
-	 * blocks plus one empty message per session could never be used. */
-	entries = (uint64_t)e->max_sessions * e->backlog_max;
-	if (entries > (uint64_t)e->pool.total_blocks + e->max_sessions)
-		entries = (uint64_t)e->pool.total_blocks + e->max_sessions;
+	/* A session's first held message takes its own entry (struct session's
+	 * inl), the others one of this pool; every one but an empty one takes a
+	 * block too: more pool entries than blocks could never be used (but by
+	 * empty messages, which then push out the session's oldest: bl_record). */
+	entries = (uint64_t)e->max_sessions * (e->backlog_max - 1);
+	if (entries > e->pool.total_blocks)
+		entries = e->pool.total_blocks;
 	e->nb_entries = (uint32_t)entries;
 	e->entries = zalloc(e, (size_t)entries, sizeof(*e->entries));
 	e->scratch = zalloc(e, e->backlog_max, sizeof(*e->scratch));
@@ -4223,11 +4243,11 @@ int disp_check_invariants(const struct disp_engine *e)
 	CHECK(e->ll_pool.used <= e->ll_need);
 	for (uint32_t si = 0; si < e->s_bump; si++) {
 		const struct session *s = &e->sessions[si];
-		uint32_t n = 0;
+		uint32_t n = 0, inl = 0;
 
 		if (s->state == SESS_FREE) {
 			CHECK(!s->held && sc(e, s)->question.len == 0 &&
-			      sc(e, s)->transcript.len == 0 && s->bl_count == 0);
+			      sc(e, s)->transcript.len == 0 && s->bl_count == 0 && !s->inl_used);
 			continue;
 		}
 		if (s->state == SESS_QUEUED)
@@ -4242,15 +4262,19 @@ int disp_check_invariants(const struct disp_engine *e)
 		blocks += (sc(e, s)->question.len != 0) + (sc(e, s)->transcript.len != 0);
 		CHECK(s->held == (sc(e, s)->question.len || sc(e, s)->transcript.len));
 		CHECK(s->bl_count <= e->backlog_max);
-		for (uint32_t x = s->bl_head; x != NIL; x = e->entries[x].next) {
-			const struct bl_entry *en = &e->entries[x];
+		for (uint32_t x = s->bl_head; x != NIL; x = ent(e, x)->next) {
+			const struct bl_entry *en = ent(e, x);
+
+			/* a slot's own entry is only ever its own */
+			CHECK(x < e->nb_entries || (x - e->nb_entries == si && s->inl_used));
+			inl += x >= e->nb_entries;
 
 			CHECK(n < s->bl_count);
 			CHECK(en->agent == NIL || en->agent < e->nb_agents);
 			blocks += (en->text.len != 0) + (en->att.len != 0);
 			n++;
 		}
-		CHECK(n == s->bl_count);
+		CHECK(n == s->bl_count && inl == s->inl_used);
 		entries += n;
 	}
 	for (uint32_t si = e->f_head; si != NIL; si = e->sessions[si].next) {

@@ -240,6 +240,48 @@ static void test_late_notes_outlive_other_opens(void **state)
 	disp_destroy(e);
 }
 
+/*
+ * Every session keeps its backlog_max messages however the others fill the
+ * shared entries (a session's own entry in its slot makes up the pool's
+ * count): 4 sessions, 2 messages each held (a third pushes out the first),
+ * 4 pool entries.
+ */
+static void test_each_session_keeps_its_backlog(void **state)
+{
+	struct disp_conf conf = {.skills = skills,
+	                         .nb_skills = 2,
+	                         .max_agents = 8,
+	                         .max_sessions = 4,
+	                         .backlog_max = 2,
+	                         .heartbeat_timeout_ms = 5000,
+	                         .emit = on_emit,
+	                         .journal = on_journal};
+	static const char *const agents[4] = {"alice", "bob", "carol", "dave"};
+	struct disp_engine *e = disp_create(&conf);
+	struct disp_stats st;
+	uint64_t sid[4];
+
+	(void)state;
+	assert_non_null(e);
+	njr = nout = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		char cust[16];
+
+		login(e, GW_WB1, agents[i], "presale", 1000);
+		snprintf(cust, sizeof(cust), "cust-%u", i);
+		sid[i] = open_any(e, i + 1, cust, 1100);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		for (unsigned m = 0; m < 3; m++)
+			assert_int_equal(disp_customer_message(e, GW_WEB, sid[i], 10 * i + m,
+			                                       S("where?"), S(""), 1200 + m),
+			                 0);
+	disp_stats_get(e, &st);
+	assert_int_equal(st.backlog_dropped, 0);
+	assert_int_equal(disp_check_invariants(e), 0);
+	disp_destroy(e);
+}
+
 static void test_journal_follows_a_session(void **state)
 {
 	struct disp_engine *e = make();
@@ -526,6 +568,7 @@ int main(void)
 	        cmocka_unit_test(test_restore_agent_figures),
 	        cmocka_unit_test(test_ids_stay_above_the_last_runs),
 	        cmocka_unit_test(test_late_notes_outlive_other_opens),
+	        cmocka_unit_test(test_each_session_keeps_its_backlog),
 	};
 
 	return cmocka_run_group_tests_name("dispatch_journal", tests, NULL, NULL);
