@@ -109,13 +109,13 @@ static const struct disp_skill_conf skills[] = {
         {.name = "aftersale"},
 };
 
-static struct disp_engine *make(void)
+static struct disp_engine *make_sized(uint32_t max_sessions, uint32_t backlog_max)
 {
 	struct disp_conf conf = {.skills = skills,
 	                         .nb_skills = 2,
 	                         .max_agents = 8,
-	                         .max_sessions = 64,
-	                         .backlog_max = 8,
+	                         .max_sessions = max_sessions,
+	                         .backlog_max = backlog_max,
 	                         .heartbeat_timeout_ms = 5000,
 	                         .emit = on_emit,
 	                         .journal = on_journal};
@@ -124,6 +124,11 @@ static struct disp_engine *make(void)
 	assert_non_null(e);
 	njr = nout = 0;
 	return e;
+}
+
+static struct disp_engine *make(void)
+{
+	return make_sized(64, 8);
 }
 
 static struct disp_str S(const char *s) {
@@ -248,22 +253,12 @@ static void test_late_notes_outlive_other_opens(void **state)
  */
 static void test_each_session_keeps_its_backlog(void **state)
 {
-	struct disp_conf conf = {.skills = skills,
-	                         .nb_skills = 2,
-	                         .max_agents = 8,
-	                         .max_sessions = 4,
-	                         .backlog_max = 2,
-	                         .heartbeat_timeout_ms = 5000,
-	                         .emit = on_emit,
-	                         .journal = on_journal};
 	static const char *const agents[4] = {"alice", "bob", "carol", "dave"};
-	struct disp_engine *e = disp_create(&conf);
+	struct disp_engine *e = make_sized(4, 2);
 	struct disp_stats st;
 	uint64_t sid[4];
 
 	(void)state;
-	assert_non_null(e);
-	njr = nout = 0;
 	for (unsigned i = 0; i < 4; i++) {
 		char cust[16];
 
