@@ -428,7 +428,6 @@ struct disp_engine {
 	uint32_t s_bump;         /* slots never used start here */
 	uint32_t f_head, f_tail; /* free slots an agent's late notes may still name, oldest first */
 	uint32_t h_head;         /* the other free slots, a stack through next (sess_free) */
-	uint32_t nb_retired;     /* slots whose generations ran out (sess_free) */
 	uint32_t nb_wrapup;
 	uint32_t *scratch_si; /* CAP_MAX sessions being re-queued */
 
@@ -658,8 +657,7 @@ static __attribute__((noinline)) void walk_ahead(const struct disp_engine *e,
 		s = &e->sessions[low - 1];
 		if (s->gen != (uint32_t)(r[i].session_id >> 32))
 			continue;
-		/* The next open fills the cold part of the slot an agent's close frees (sess_free).
-		 */
+		/* The next open fills the cold part of the slot a close frees (sess_free). */
 		if (r[i].kind == DISP_REQ_AGENT_CLOSE)
 			page_touch(&s->cold);
 		if (i && r[i - 1].session_id == r[i].session_id)
@@ -811,9 +809,8 @@ static void slot_deps_prefetch(const struct disp_engine *e, const struct disp_re
 	if (s->gen != (uint32_t)(r->session_id >> 32) ||
 	    (s->state != SESS_ASSIGNED && s->state != SESS_WRAPUP) || s->agent >= e->nb_agents)
 		return;
-	if (first) {
+	if (first)
 		agent_prefetch_all(e, s->agent);
-	}
 	switch (r->kind) {
 	case DISP_REQ_CUSTOMER_MESSAGE:
 		if (s->bl_tail != NIL)
@@ -1831,11 +1828,9 @@ static void sess_free(struct disp_engine *e, uint32_t si, bool notes_may_follow)
 	s->state = SESS_FREE;
 	s->mark = false;
 	s->agent = NIL;
-	/* Its last generation: retired, so that no id is ever given twice. */
-	if (++s->gen == UINT32_MAX) {
-		e->nb_retired++;
+	/* Its last generation: retired (free, in no list), so that no id is ever given twice. */
+	if (++s->gen == UINT32_MAX)
 		return;
-	}
 	if (notes_may_follow) {
 		sl_push_back(e->sessions, &e->f_head, &e->f_tail, si);
 	} else {
@@ -4248,6 +4243,7 @@ int disp_check_invariants(const struct disp_engine *e)
 		if (s->state == SESS_FREE) {
 			CHECK(!s->held && sc(e, s)->question.len == 0 &&
 			      sc(e, s)->transcript.len == 0 && s->bl_count == 0 && !s->inl_used);
+			retired += s->gen == UINT32_MAX;
 			continue;
 		}
 		if (s->state == SESS_QUEUED)
@@ -4277,19 +4273,14 @@ int disp_check_invariants(const struct disp_engine *e)
 		CHECK(n == s->bl_count && inl == s->inl_used);
 		entries += n;
 	}
-	for (uint32_t si = e->f_head; si != NIL; si = e->sessions[si].next) {
-		CHECK(e->sessions[si].state == SESS_FREE && e->sessions[si].gen != UINT32_MAX &&
-		      nfree < e->s_bump);
-		nfree++;
-	}
-	for (uint32_t si = e->h_head; si != NIL; si = e->sessions[si].next) {
-		CHECK(e->sessions[si].state == SESS_FREE && e->sessions[si].gen != UINT32_MAX &&
-		      nfree < e->s_bump);
-		nfree++;
-	}
-	for (uint32_t si = 0; si < e->s_bump; si++)
-		retired += e->sessions[si].state == SESS_FREE && e->sessions[si].gen == UINT32_MAX;
-	CHECK(retired == e->nb_retired);
+	/* Every free slot on the free list or the hot stack, but the retired ones. */
+	for (int l = 0; l < 2; l++)
+		for (uint32_t si = l ? e->h_head : e->f_head; si != NIL;
+		     si = e->sessions[si].next) {
+			CHECK(e->sessions[si].state == SESS_FREE &&
+			      e->sessions[si].gen != UINT32_MAX && nfree < e->s_bump);
+			nfree++;
+		}
 	nfree += retired;
 	CHECK(queued == walked_q && assigned + wrapup == walked_a);
 	CHECK(wrapup == e->nb_wrapup);
